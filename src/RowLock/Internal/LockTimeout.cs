@@ -1,0 +1,42 @@
+using System.Globalization;
+
+namespace RowLock.Internal;
+
+/// <summary>Validates lock timeouts and renders them for <c>SET LOCAL lock_timeout</c>.</summary>
+internal static class LockTimeout
+{
+    /// <summary>lock_timeout is an int of milliseconds.</summary>
+    public static readonly TimeSpan Max = TimeSpan.FromMilliseconds(int.MaxValue);
+
+    public static TimeSpan Validate(TimeSpan timeout, string paramName)
+    {
+        if (timeout == System.Threading.Timeout.InfiniteTimeSpan)
+        {
+            throw new ArgumentOutOfRangeException(paramName, timeout, "An infinite timeout is not a timeout: use the waiting clause (no WithTimeout) instead.");
+        }
+
+        if (timeout <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(paramName, timeout, "The lock timeout must be positive. To fail at once use NoWait(); to wait forever leave the timeout out.");
+        }
+
+        if (timeout > Max)
+        {
+            throw new ArgumentOutOfRangeException(paramName, timeout, "The lock timeout must be at most 24.8 days (PostgreSQL's lock_timeout is an int of milliseconds).");
+        }
+
+        return timeout;
+    }
+
+    /// <summary>Whole milliseconds, rounded up so that a sub-millisecond timeout does not become 0 (which means "no timeout").</summary>
+    public static int Milliseconds(TimeSpan timeout) => (int)Math.Min(int.MaxValue, Math.Ceiling(timeout.TotalMilliseconds));
+
+    public static string SetLocal(TimeSpan timeout) =>
+        string.Create(CultureInfo.InvariantCulture, $"SET LOCAL lock_timeout = {Milliseconds(timeout)}");
+
+    /// <summary>Remembers the caller's lock_timeout so that it can be put back after our bounded wait (one result set).</summary>
+    public const string Save = "SELECT set_config('rowlock.saved_lock_timeout', current_setting('lock_timeout'), true)";
+
+    /// <summary>Puts the caller's lock_timeout back (one result set).</summary>
+    public const string Restore = "SELECT set_config('lock_timeout', current_setting('rowlock.saved_lock_timeout'), true)";
+}

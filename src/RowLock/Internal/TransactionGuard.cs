@@ -1,0 +1,38 @@
+using System.Data;
+using Npgsql;
+
+namespace RowLock.Internal;
+
+/// <summary>Checks, before anything is sent, that a helper was given a transaction it can lock in.</summary>
+internal static class TransactionGuard
+{
+    public static NpgsqlConnection RequireActive(NpgsqlTransaction transaction, string paramName)
+    {
+        ArgumentNullException.ThrowIfNull(transaction, paramName);
+
+        NpgsqlConnection? connection;
+        try
+        {
+            connection = transaction.Connection;
+        }
+        catch (ObjectDisposedException e)
+        {
+            throw new InvalidOperationException(
+                "The transaction is disposed. Row and advisory locks live until the end of a transaction, so they need one that is still open.", e);
+        }
+
+        if (connection is null)
+        {
+            throw new InvalidOperationException(
+                "The transaction is already committed or rolled back. Row and advisory locks live until the end of a transaction, so they need one that is still open; begin a new transaction.");
+        }
+
+        if (connection.State != ConnectionState.Open)
+        {
+            throw new InvalidOperationException(
+                $"The transaction's connection is {connection.State}, not Open. Locks cannot be taken on it; begin a new transaction on an open connection.");
+        }
+
+        return connection;
+    }
+}

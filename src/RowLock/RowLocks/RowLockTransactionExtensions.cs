@@ -1,0 +1,163 @@
+using System.Globalization;
+using Dapper;
+using Npgsql;
+using RowLock.Internal;
+
+namespace RowLock;
+
+/// <summary>
+/// Row locks taken on the caller's transaction. Every lock lives until that transaction commits or rolls back;
+/// RowLock never opens, commits or closes what the caller owns.
+/// </summary>
+public static class RowLockTransactionExtensions
+{
+    /// <summary>
+    /// Runs <paramref name="selectSql"/> with <paramref name="clause"/> appended (e.g. <c>FOR UPDATE NOWAIT</c>) and returns
+    /// the locked rows mapped by Dapper. The rows stay locked until <paramref name="transaction"/> ends.
+    /// </summary>
+    /// <typeparam name="T">The row type Dapper maps each row to.</typeparam>
+    /// <param name="transaction">An open transaction; the locks belong to it.</param>
+    /// <param name="selectSql">One SELECT statement without a locking clause or trailing ';'. Use Dapper parameters (<c>@id</c>) for values.</param>
+    /// <param name="param">Dapper parameters for <paramref name="selectSql"/>, or null.</param>
+    /// <param name="clause">Strength, wait policy and OF list, e.g. <c>RowLockClause.ForUpdate.NoWait()</c>.</param>
+    /// <param name="cancellationToken">Cancels the statement, also while it waits for a lock.</param>
+    /// <returns>The locked rows (with <c>SKIP LOCKED</c>, only those that were free).</returns>
+    /// <exception cref="LockNotAvailableException">With <c>NoWait()</c> or <c>WithTimeout</c>: a row was locked by someone else. The transaction is still usable.</exception>
+    /// <exception cref="ArgumentException">The SQL is empty, has several statements, a trailing ';' or a locking clause already.</exception>
+    /// <exception cref="InvalidOperationException">The transaction is completed or its connection is not open. Nothing was sent.</exception>
+    public static Task<IReadOnlyList<T>> LockRowsAsync<T>(this NpgsqlTransaction transaction, string selectSql, object? param,
+        RowLockClause clause, CancellationToken cancellationToken = default)
+    {
+        SqlText.ValidateSelect(selectSql, nameof(selectSql), forbidLimit: false);
+        var connection = TransactionGuard.RequireActive(transaction, nameof(transaction));
+        return QueryLockedAsync<T>(connection, transaction, selectSql + "\n" + clause.ToSql(), param, clause, cancellationToken);
+    }
+
+    /// <summary>
+    /// Claims up to <paramref name="limit"/> rows that nobody else holds: appends <c>LIMIT n FOR UPDATE SKIP LOCKED</c>.
+    /// Workers running this concurrently never get the same row and never wait for each other. The rows stay
+    /// locked until <paramref name="transaction"/> ends, so process them (and mark them done) in that transaction.
+    /// </summary>
+    /// <typeparam name="T">The row type Dapper maps each row to.</typeparam>
+    /// <param name="transaction">An open transaction; the claims belong to it.</param>
+    /// <param name="selectSql">One SELECT without LIMIT, locking clause or trailing ';' (an ORDER BY is kept, e.g. oldest first).</param>
+    /// <param name="param">Dapper parameters for <paramref name="selectSql"/>, or null.</param>
+    /// <param name="limit">The most rows to claim; at least 1.</param>
+    /// <param name="cancellationToken">Cancels the statement.</param>
+    /// <returns>The claimed rows; empty when every matching row is taken or none is left.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="limit"/> is less than 1.</exception>
+    /// <exception cref="ArgumentException">The SQL is empty, has several statements, a LIMIT or a locking clause already.</exception>
+    /// <exception cref="InvalidOperationException">The transaction is completed or its connection is not open. Nothing was sent.</exception>
+    public static Task<IReadOnlyList<T>> ClaimRowsAsync<T>(this NpgsqlTransaction transaction, string selectSql, object? param,
+        int limit, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
+        SqlText.ValidateSelect(selectSql, nameof(selectSql), forbidLimit: true);
+        var connection = TransactionGuard.RequireActive(transaction, nameof(transaction));
+        var clause = RowLockClause.ForUpdate.SkipLocked();
+        var sql = string.Create(CultureInfo.InvariantCulture, $"{selectSql}\nLIMIT {limit}\n{clause.ToSql()}");
+        return QueryLockedAsync<T>(connection, transaction, sql, null, clause, cancellationToken, param);
+    }
+
+    /// <summary>
+    /// Locks the rows of <paramref name="table"/> whose <paramref name="keyColumn"/> is one of <paramref name="keys"/>,
+    /// always in ascending key order: when every caller locks through here, two transactions can never lock the same
+    /// rows in opposite orders, so they cannot deadlock. Names are quoted; keys are sent as one array parameter.
+    /// </summary>
+    /// <typeparam name="T">The row type Dapper maps each row (<c>SELECT *</c>) to.</typeparam>
+    /// <typeparam name="TKey">The key type (e.g. <see cref="long"/>, <see cref="Guid"/>, <see cref="string"/>).</typeparam>
+    /// <param name="transaction">An open transaction; the locks belong to it.</param>
+    /// <param name="table">The table name, as it is spelled in the database (it is quoted, so case matters). Found through <c>search_path</c>.</param>
+    /// <param name="keyColumn">The key column's name, as it is spelled in the database.</param>
+    /// <param name="keys">The keys to lock; duplicates are ignored; at least one.</param>
+    /// <param name="clause">Strength and wait policy; <c>Of</c> is not needed here.</param>
+    /// <param name="cancellationToken">Cancels the statement, also while it waits for a lock.</param>
+    /// <returns>The locked rows in ascending key order. Keys with no row are simply absent.</returns>
+    /// <exception cref="ArgumentException">An empty key list, or a table or column name that is empty, has NUL or is longer than 63 bytes.</exception>
+    /// <exception cref="LockNotAvailableException">With <c>NoWait()</c> or <c>WithTimeout</c>: a row was locked by someone else.</exception>
+    /// <exception cref="InvalidOperationException">The transaction is completed or its connection is not open. Nothing was sent.</exception>
+    public static Task<IReadOnlyList<T>> LockRowsByKeyAsync<T, TKey>(this NpgsqlTransaction transaction, string table, string keyColumn,
+        IEnumerable<TKey> keys, RowLockClause clause, CancellationToken cancellationToken = default)
+        where TKey : notnull
+    {
+        var quotedTable = Identifier.Quote(table, nameof(table));
+        var quotedKey = Identifier.Quote(keyColumn, nameof(keyColumn));
+        ArgumentNullException.ThrowIfNull(keys);
+        var comparer = typeof(TKey) == typeof(string) ? (IComparer<TKey>)StringComparer.Ordinal : Comparer<TKey>.Default;
+        var sorted = keys.Distinct().Order(comparer).ToArray();
+        if (sorted.Length == 0)
+        {
+            throw new ArgumentException("Pass at least one key to lock.", nameof(keys));
+        }
+
+        var connection = TransactionGuard.RequireActive(transaction, nameof(transaction));
+
+        // ORDER BY under the locking clause makes PostgreSQL lock the rows in key order.
+        var sql = $"SELECT * FROM {quotedTable} WHERE {quotedKey} = ANY(@keys) ORDER BY {quotedKey}\n{clause.ToSql()}";
+        return QueryLockedAsync<T>(connection, transaction, sql, new { keys = sorted }, clause, cancellationToken);
+    }
+
+    private const string Savepoint = "rowlock_lock";
+
+    /// <summary>
+    /// Sends the locking SELECT in one round trip. NOWAIT and timed waits run inside a savepoint, so that a failure
+    /// can be rolled back to it and the caller's transaction stays usable; a timed wait also saves and restores the
+    /// caller's lock_timeout inside the same batch, so the timeout never applies to later statements.
+    /// </summary>
+    private static async Task<IReadOnlyList<T>> QueryLockedAsync<T>(NpgsqlConnection connection, NpgsqlTransaction transaction,
+        string lockingSql, object? param, RowLockClause clause, CancellationToken cancellationToken, object? extraParam = null)
+    {
+        param ??= extraParam;
+        switch (clause.WaitPolicy)
+        {
+            case LockWaitPolicy.Wait:
+            case LockWaitPolicy.SkipLocked:
+                var rows = await connection.QueryAsync<T>(new CommandDefinition(lockingSql, param, transaction, cancellationToken: cancellationToken)).ConfigureAwait(false);
+                return rows.AsList();
+
+            case LockWaitPolicy.NoWait:
+                try
+                {
+                    var sql = $"SAVEPOINT {Savepoint};\n{lockingSql};\nRELEASE SAVEPOINT {Savepoint}";
+                    var locked = await connection.QueryAsync<T>(new CommandDefinition(sql, param, transaction, cancellationToken: cancellationToken)).ConfigureAwait(false);
+                    return locked.AsList();
+                }
+                catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable)
+                {
+                    throw await LockNotAvailableAsync(connection, transaction, e).ConfigureAwait(false);
+                }
+
+            case LockWaitPolicy.Timeout:
+                try
+                {
+                    var sql = $"SAVEPOINT {Savepoint};\n{LockTimeout.Save};\n{LockTimeout.SetLocal(clause.Timeout!.Value)};\n{lockingSql};\n{LockTimeout.Restore};\nRELEASE SAVEPOINT {Savepoint}";
+                    using var grid = await connection.QueryMultipleAsync(new CommandDefinition(sql, param, transaction, cancellationToken: cancellationToken)).ConfigureAwait(false);
+                    await grid.ReadAsync<string>().ConfigureAwait(false);
+                    var locked = (await grid.ReadAsync<T>().ConfigureAwait(false)).AsList();
+                    await grid.ReadAsync<string>().ConfigureAwait(false);
+                    return locked;
+                }
+                catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable)
+                {
+                    throw await LockNotAvailableAsync(connection, transaction, e).ConfigureAwait(false);
+                }
+
+            default:
+                throw new ArgumentOutOfRangeException(nameof(clause), clause.WaitPolicy, "Unknown wait policy.");
+        }
+    }
+
+    private static async Task<LockNotAvailableException> LockNotAvailableAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, PostgresException error)
+    {
+        // Undo the failed statement (and the SET LOCAL) so the caller's transaction can go on; CancellationToken.None
+        // because leaving the transaction aborted would be worse than a short wait.
+        var rollback = new NpgsqlCommand($"ROLLBACK TO SAVEPOINT {Savepoint}; RELEASE SAVEPOINT {Savepoint}", connection, transaction);
+        await using (rollback.ConfigureAwait(false))
+        {
+            await rollback.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+
+        RowLockTelemetry.LockNotAvailable.Add(1, new KeyValuePair<string, object?>("rowlock.lock.kind", "row"));
+        return new LockNotAvailableException(LockNotAvailableException.RowMessage, error);
+    }
+}
