@@ -14,17 +14,24 @@ internal static class TransactionGuard
         try
         {
             connection = transaction.Connection;
+
+            // Npgsql keeps Connection after COMMIT/ROLLBACK; IsolationLevel checks that the transaction is still live.
+            _ = transaction.IsolationLevel;
         }
         catch (ObjectDisposedException e)
         {
             throw new InvalidOperationException(
                 "The transaction is disposed. Row and advisory locks live until the end of a transaction, so they need one that is still open.", e);
         }
+        catch (InvalidOperationException e)
+        {
+            // Npgsql: "Transaction is already completed".
+            throw Completed(e);
+        }
 
         if (connection is null)
         {
-            throw new InvalidOperationException(
-                "The transaction is already committed or rolled back. Row and advisory locks live until the end of a transaction, so they need one that is still open; begin a new transaction.");
+            throw Completed(null);
         }
 
         if (connection.State != ConnectionState.Open)
@@ -35,4 +42,7 @@ internal static class TransactionGuard
 
         return connection;
     }
+
+    private static InvalidOperationException Completed(Exception? inner) => new(
+        "The transaction is already committed or rolled back. Row and advisory locks live until the end of a transaction, so they need one that is still open; begin a new transaction.", inner);
 }
