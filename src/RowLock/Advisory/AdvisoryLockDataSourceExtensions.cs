@@ -1,0 +1,192 @@
+using Npgsql;
+using RowLock.Internal;
+
+namespace RowLock;
+
+/// <summary>
+/// Session-level advisory locks: each lock gets its own connection from the data source, held in an
+/// <see cref="AdvisoryLockHandle"/> until you dispose it. Use them to serialize work that spans several transactions
+/// (or none). They need a real session, so they do not work behind PgBouncer transaction pooling.
+/// </summary>
+public static class AdvisoryLockDataSourceExtensions
+{
+    /// <summary>
+    /// Tries to take the lock on a connection of its own. With the default timeout (zero) it does not wait; with a
+    /// positive timeout it waits at most that long (<see cref="Timeout.InfiniteTimeSpan"/> waits as long as it takes).
+    /// </summary>
+    /// <param name="dataSource">Where the handle's connection comes from.</param>
+    /// <param name="key">The lock's key.</param>
+    /// <param name="timeout">How long to wait; zero (the default) means do not wait.</param>
+    /// <param name="mode">Exclusive or shared.</param>
+    /// <param name="cancellationToken">Cancels the wait. A cancelled acquire leaves no lock behind.</param>
+    /// <returns>The handle holding the lock, or null when the lock was not granted in time. Dispose the handle to release.</returns>
+    /// <exception cref="ArgumentOutOfRangeException">The timeout is negative (other than infinite).</exception>
+    /// <exception cref="ObjectDisposedException">The data source is disposed.</exception>
+    public static Task<AdvisoryLockHandle?> TryAcquireAdvisoryLockAsync(this NpgsqlDataSource dataSource, AdvisoryLockKey key,
+        TimeSpan timeout = default, AdvisoryLockMode mode = AdvisoryLockMode.Exclusive, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(dataSource);
+        AdvisorySql.ValidateMode(mode);
+        if (timeout < TimeSpan.Zero && timeout != Timeout.InfiniteTimeSpan)
+        {
+            throw new ArgumentOutOfRangeException(nameof(timeout), timeout, "The timeout cannot be negative. Use TimeSpan.Zero not to wait, or Timeout.InfiniteTimeSpan to wait as long as it takes.");
+        }
+
+        if (timeout != Timeout.InfiniteTimeSpan && timeout > LockTimeout.Max)
+        {
+            LockTimeout.Validate(timeout, nameof(timeout));
+        }
+
+        return AcquireSessionAsync(dataSource, key, timeout == Timeout.InfiniteTimeSpan ? null : timeout, mode, cancellationToken);
+    }
+
+    /// <summary>
+    /// Takes the lock on a connection of its own, waiting while another session holds it.
+    /// </summary>
+    /// <param name="dataSource">Where the handle's connection comes from.</param>
+    /// <param name="key">The lock's key.</param>
+    /// <param name="timeout">The longest wait; null waits as long as it takes.</param>
+    /// <param name="mode">Exclusive or shared.</param>
+    /// <param name="cancellationToken">Cancels the wait. A cancelled acquire leaves no lock behind.</param>
+    /// <returns>The handle holding the lock. Dispose it to release.</returns>
+    /// <exception cref="LockNotAvailableException">The lock was not granted within <paramref name="timeout"/>.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The timeout is zero or negative.</exception>
+    /// <exception cref="ObjectDisposedException">The data source is disposed.</exception>
+    public static async Task<AdvisoryLockHandle> AcquireAdvisoryLockAsync(this NpgsqlDataSource dataSource, AdvisoryLockKey key,
+        TimeSpan? timeout = null, AdvisoryLockMode mode = AdvisoryLockMode.Exclusive, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(dataSource);
+        AdvisorySql.ValidateMode(mode);
+        if (timeout == Timeout.InfiniteTimeSpan)
+        {
+            timeout = null;
+        }
+        else if (timeout is { } t)
+        {
+            LockTimeout.Validate(t, nameof(timeout));
+        }
+
+        return await AcquireSessionAsync(dataSource, key, timeout, mode, cancellationToken).ConfigureAwait(false)
+            ?? throw new LockNotAvailableException(AdvisoryMessages.NotGranted(key, timeout!.Value), null);
+    }
+
+    // timeout: null waits forever; zero does not wait; positive waits at most that long.
+    private static async Task<AdvisoryLockHandle?> AcquireSessionAsync(NpgsqlDataSource dataSource, AdvisoryLockKey key, TimeSpan? timeout,
+        AdvisoryLockMode mode, CancellationToken cancellationToken)
+    {
+        var logger = RowLockLogging.Advisory;
+        var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var inTransaction = false;
+        try
+        {
+            bool acquired;
+            if (timeout is null)
+            {
+                acquired = await ScalarAsync(AdvisorySql.Command(AdvisorySql.WaitSession(mode), key, connection, null), cancellationToken).ConfigureAwait(false) is not false;
+            }
+            else if (timeout == TimeSpan.Zero)
+            {
+                acquired = await ScalarAsync(AdvisorySql.Command(AdvisorySql.TrySession(mode), key, connection, null), cancellationToken).ConfigureAwait(false) is true;
+            }
+            else
+            {
+                // lock_timeout must not stay on the pooled session: set it LOCAL in a short transaction. A session lock
+                // taken inside a transaction outlives its COMMIT.
+                inTransaction = true;
+                acquired = await WaitWithTimeoutAsync(connection, key, timeout.Value, mode, cancellationToken).ConfigureAwait(false);
+                inTransaction = false;
+            }
+
+            if (!acquired)
+            {
+                if (timeout is { } t && t > TimeSpan.Zero)
+                {
+                    Log.AdvisoryTimedOut(logger, key, mode, LockTimeout.Milliseconds(t));
+                    RowLockTelemetry.LockNotAvailable.Add(1, new KeyValuePair<string, object?>("rowlock.lock.kind", "advisory"));
+                }
+                else
+                {
+                    Log.AdvisorySkipped(logger, key, mode);
+                }
+
+                await connection.DisposeAsync().ConfigureAwait(false);
+                return null;
+            }
+
+            Log.AdvisoryAcquired(logger, key, mode, "session");
+            return new AdvisoryLockHandle(connection, key, mode, logger);
+        }
+        catch
+        {
+            await AbandonAsync(connection, inTransaction).ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private static async Task<bool> WaitWithTimeoutAsync(NpgsqlConnection connection, AdvisoryLockKey key, TimeSpan timeout, AdvisoryLockMode mode, CancellationToken cancellationToken)
+    {
+        var batch = new NpgsqlBatch(connection)
+        {
+            BatchCommands =
+            {
+                new NpgsqlBatchCommand("BEGIN"),
+                new NpgsqlBatchCommand(LockTimeout.SetLocal(timeout)),
+                AdvisorySql.Call(AdvisorySql.WaitSession(mode), key),
+                new NpgsqlBatchCommand("COMMIT"),
+            },
+        };
+        await using (batch.ConfigureAwait(false))
+        {
+            try
+            {
+                await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                return true;
+            }
+            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable)
+            {
+                var rollback = new NpgsqlCommand("ROLLBACK", connection);
+                await using (rollback.ConfigureAwait(false))
+                {
+                    await rollback.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+                }
+
+                return false;
+            }
+        }
+    }
+
+    /// <summary>
+    /// After a failed or cancelled acquire: the lock may have been granted just as the wait was cancelled, so drop every
+    /// session lock this connection holds before it goes back to the pool; if even that fails, do not pool it.
+    /// </summary>
+    private static async Task AbandonAsync(NpgsqlConnection connection, bool inTransaction)
+    {
+        try
+        {
+            if (connection.State == System.Data.ConnectionState.Open)
+            {
+                var cleanup = new NpgsqlCommand(inTransaction ? "ROLLBACK; SELECT pg_advisory_unlock_all()" : "SELECT pg_advisory_unlock_all()", connection);
+                await using (cleanup.ConfigureAwait(false))
+                {
+                    await cleanup.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+                }
+            }
+        }
+        catch (Exception e) when (e is NpgsqlException or InvalidOperationException or IOException)
+        {
+            NpgsqlConnection.ClearPool(connection);
+        }
+        finally
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private static async Task<object?> ScalarAsync(NpgsqlCommand command, CancellationToken cancellationToken)
+    {
+        await using (command.ConfigureAwait(false))
+        {
+            return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+}
