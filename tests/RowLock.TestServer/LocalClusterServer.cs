@@ -59,7 +59,7 @@ internal sealed class LocalClusterServer : PostgresServer
                 var settings = $"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=128MB";
                 if (fastUnsafe)
                 {
-                    settings += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off";
+                    settings += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c deadlock_timeout=100ms";
                 }
 
                 try

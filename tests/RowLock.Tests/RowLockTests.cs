@@ -38,13 +38,13 @@ public sealed class RowLockTests(DatabaseFixture db) : IClassFixture<DatabaseFix
     {
         // Both workers read before either writes (a barrier forces the interleaving that happens under load).
         var table = await HotRowAsync();
-        using var bothRead = new Barrier(2);
+        var bothRead = new AsyncBarrier(2);
         await Workers.RaceAsync(2, async _ =>
         {
             await using var connection = await db.DataSource.OpenConnectionAsync();
             await using var tx = await connection.BeginTransactionAsync();
             var v = await connection.QuerySingleAsync<int>($"SELECT v FROM {table} WHERE id = 1", transaction: tx);
-            bothRead.SignalAndWait(TimeSpan.FromSeconds(30));
+            await bothRead.SignalAndWaitAsync();
             await connection.ExecuteAsync($"UPDATE {table} SET v = @v WHERE id = 1", new { v = v + 1 }, tx);
             await tx.CommitAsync();
         });
@@ -200,13 +200,13 @@ public sealed class RowLockTests(DatabaseFixture db) : IClassFixture<DatabaseFix
             CREATE TABLE naive_jobs (id bigint PRIMARY KEY, claims int NOT NULL DEFAULT 0);
             INSERT INTO naive_jobs (id) SELECT g FROM generate_series(1, 20) g;
             """);
-        using var bothRead = new Barrier(2);
+        var bothRead = new AsyncBarrier(2);
         await Workers.RaceAsync(2, async _ =>
         {
             await using var connection = await db.DataSource.OpenConnectionAsync();
             await using var tx = await connection.BeginTransactionAsync();
             var ids = (await connection.QueryAsync<long>("SELECT id FROM naive_jobs WHERE claims = 0 ORDER BY id LIMIT 10", transaction: tx)).ToArray();
-            bothRead.SignalAndWait(TimeSpan.FromSeconds(30));
+            await bothRead.SignalAndWaitAsync();
             await connection.ExecuteAsync("UPDATE naive_jobs SET claims = claims + 1 WHERE id = ANY(@ids)", new { ids }, tx);
             await tx.CommitAsync();
         });
@@ -277,7 +277,6 @@ public sealed class RowLockTests(DatabaseFixture db) : IClassFixture<DatabaseFix
     public async Task Locking_by_key_sorts_the_keys_so_opposite_orders_never_deadlock()
     {
         await db.ExecuteAsync("CREATE TABLE accounts (id int PRIMARY KEY, balance numeric NOT NULL); INSERT INTO accounts VALUES (1, 100), (2, 100);");
-        using var bothStarted = new Barrier(2);
         await Workers.RaceAsync(2, async worker =>
         {
             for (var i = 0; i < 30; i++)
@@ -300,14 +299,14 @@ public sealed class RowLockTests(DatabaseFixture db) : IClassFixture<DatabaseFix
     public async Task Locking_in_opposite_orders_by_hand_deadlocks()
     {
         await db.ExecuteAsync("CREATE TABLE hand_accounts (id int PRIMARY KEY, balance numeric NOT NULL); INSERT INTO hand_accounts VALUES (1, 100), (2, 100);");
-        using var firstLocked = new Barrier(2);
+        var firstLocked = new AsyncBarrier(2);
         var outcomes = await Workers.RaceAsync(2, async worker =>
         {
             var (first, second) = worker == 0 ? (1, 2) : (2, 1);
             await using var connection = await db.DataSource.OpenConnectionAsync();
             await using var tx = await connection.BeginTransactionAsync();
             await connection.ExecuteAsync("SELECT 1 FROM hand_accounts WHERE id = @first FOR UPDATE", new { first }, tx);
-            firstLocked.SignalAndWait(TimeSpan.FromSeconds(30));
+            await firstLocked.SignalAndWaitAsync();
             try
             {
                 await connection.ExecuteAsync("SELECT 1 FROM hand_accounts WHERE id = @second FOR UPDATE", new { second }, tx);

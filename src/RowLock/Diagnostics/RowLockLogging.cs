@@ -6,7 +6,7 @@ namespace RowLock;
 /// <summary>
 /// Where the lock helpers (extension methods, which have no constructor to take a logger) write their logs.
 /// <c>services.AddRowLock()</c> sets it from the container; otherwise set it once at startup. Defaults to no logging.
-/// <c>TransactionRunner</c> takes its own <see cref="ILogger{TCategoryName}"/>.
+/// <see cref="TransactionRunner"/> takes its own <see cref="ILogger{TCategoryName}"/>.
 /// </summary>
 public static class RowLockLogging
 {

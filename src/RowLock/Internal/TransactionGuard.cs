@@ -43,6 +43,20 @@ internal static class TransactionGuard
         return connection;
     }
 
+    /// <summary>True once the transaction is committed, rolled back or disposed.</summary>
+    public static bool IsCompleted(NpgsqlTransaction transaction)
+    {
+        try
+        {
+            _ = transaction.IsolationLevel;
+            return transaction.Connection is null;
+        }
+        catch (InvalidOperationException)
+        {
+            return true;
+        }
+    }
+
     private static InvalidOperationException Completed(Exception? inner) => new(
         "The transaction is already committed or rolled back. Row and advisory locks live until the end of a transaction, so they need one that is still open; begin a new transaction.", inner);
 }

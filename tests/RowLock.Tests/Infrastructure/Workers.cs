@@ -1,14 +1,14 @@
 namespace RowLock.Tests.Infrastructure;
 
-/// <summary>Runs workers that start together (a barrier), so they really race.</summary>
+/// <summary>Runs workers that start together (an async barrier), so they really race.</summary>
 public static class Workers
 {
     public static async Task<T[]> RaceAsync<T>(int count, Func<int, Task<T>> work)
     {
-        using var start = new Barrier(count);
+        var start = new AsyncBarrier(count);
         var tasks = Enumerable.Range(0, count).Select(i => Task.Run(async () =>
         {
-            start.SignalAndWait(TimeSpan.FromSeconds(30));
+            await start.SignalAndWaitAsync();
             return await work(i);
         })).ToArray();
         return await Task.WhenAll(tasks);

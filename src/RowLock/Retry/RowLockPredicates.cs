@@ -1,0 +1,82 @@
+using System.Net.Sockets;
+using Npgsql;
+
+namespace RowLock;
+
+/// <summary>
+/// Classifies PostgreSQL failures for retry decisions, looking through wrapping exceptions (inner and aggregate).
+/// Public so that you can use them in your own Polly pipelines: <c>ShouldHandle = args =&gt; ValueTask.FromResult(RowLockPredicates.IsRetryable(args.Outcome.Exception))</c>.
+/// </summary>
+public static class RowLockPredicates
+{
+    /// <summary>The SQLSTATE used in logs and metrics for a connection lost before COMMIT (it has none of its own).</summary>
+    public const string ConnectionLostState = "connection_lost";
+
+    /// <summary>40001 serialization_failure: a REPEATABLE READ / SERIALIZABLE snapshot conflict. Safe to retry the whole transaction.</summary>
+    public static bool IsSerializationFailure(Exception? exception) => FindSqlState(exception) == PostgresErrorCodes.SerializationFailure;
+
+    /// <summary>40P01 deadlock_detected: this transaction was chosen as the deadlock victim. Safe to retry the whole transaction.</summary>
+    public static bool IsDeadlock(Exception? exception) => FindSqlState(exception) == PostgresErrorCodes.DeadlockDetected;
+
+    /// <summary>55P03 lock_not_available (NOWAIT or lock_timeout), including <see cref="LockNotAvailableException"/>.</summary>
+    public static bool IsLockNotAvailable(Exception? exception) => FindSqlState(exception) == PostgresErrorCodes.LockNotAvailable;
+
+    /// <summary>
+    /// The connection failed or the server went away (network error, terminated backend 57P01, shutdown 57P02, starting
+    /// up 57P03, class 08). Safe to retry on a new connection when it happened before COMMIT was sent; RowLock reports a
+    /// loss during COMMIT as <see cref="CommitOutcomeUnknownException"/>, which this never matches.
+    /// </summary>
+    public static bool IsConnectionLoss(Exception? exception)
+    {
+        for (var e = exception; e is not null; e = e.InnerException)
+        {
+            switch (e)
+            {
+                case RowLockException:
+                    return false;
+                case PostgresException pg:
+                    return pg.SqlState.StartsWith("08", StringComparison.Ordinal)
+                        || pg.SqlState is PostgresErrorCodes.AdminShutdown or PostgresErrorCodes.CrashShutdown or PostgresErrorCodes.CannotConnectNow;
+                case IOException or SocketException or EndOfStreamException:
+                    return true;
+                case AggregateException aggregate when aggregate.InnerExceptions.Count == 1:
+                    return IsConnectionLoss(aggregate.InnerExceptions[0]);
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>
+    /// What RowLock retries by default: serialization failures, deadlocks and connection loss before COMMIT; lock not
+    /// available only when <paramref name="includeLockNotAvailable"/> is set. Never statement timeouts or cancellation (57014).
+    /// </summary>
+    public static bool IsRetryable(Exception? exception, bool includeLockNotAvailable = false) =>
+        exception is not OperationCanceledException &&
+        (IsSerializationFailure(exception) || IsDeadlock(exception) || IsConnectionLoss(exception) ||
+         (includeLockNotAvailable && IsLockNotAvailable(exception)));
+
+    /// <summary>
+    /// The SQLSTATE of the first server error found in <paramref name="exception"/> or its inner exceptions, or null.
+    /// Stops at RowLock's own exceptions, whose <see cref="RowLockException.SqlState"/> is used (so an exhausted retry is not retried again).
+    /// </summary>
+    public static string? FindSqlState(Exception? exception)
+    {
+        for (var e = exception; e is not null; e = e.InnerException)
+        {
+            switch (e)
+            {
+                case LockNotAvailableException:
+                    return PostgresErrorCodes.LockNotAvailable;
+                case RowLockException:
+                    return null;
+                case PostgresException pg:
+                    return pg.SqlState;
+                case AggregateException aggregate when aggregate.InnerExceptions.Count == 1:
+                    return FindSqlState(aggregate.InnerExceptions[0]);
+            }
+        }
+
+        return null;
+    }
+}

@@ -1,0 +1,46 @@
+using Polly;
+using Polly.Retry;
+
+namespace RowLock;
+
+/// <summary>
+/// Polly retry options preset for PostgreSQL conflicts: handles serialization failures (40001), deadlocks (40P01) and
+/// connection loss before COMMIT, with exponential backoff and jitter (<see cref="RowLockRetryDefaults"/>). Every
+/// <see cref="RetryStrategyOptions{TResult}"/> property can still be set, and it is validated the same way.
+/// </summary>
+/// <remarks>
+/// Retrying only helps when the whole transaction is re-run: use it through <see cref="TransactionRunner"/>, or around
+/// code that opens and commits its own transaction.
+/// </remarks>
+public class RowLockRetryStrategyOptions : RetryStrategyOptions
+{
+    /// <summary>Creates the options with RowLock's defaults.</summary>
+    public RowLockRetryStrategyOptions()
+    {
+        Name = "RowLockRetry";
+        MaxRetryAttempts = RowLockRetryDefaults.MaxRetryAttempts;
+        Delay = RowLockRetryDefaults.Delay;
+        MaxDelay = RowLockRetryDefaults.MaxDelay;
+        BackoffType = DelayBackoffType.Exponential;
+        UseJitter = true;
+        ShouldHandle = args => new ValueTask<bool>(args.Outcome.Exception is { } e && ShouldRetry(e));
+    }
+
+    /// <summary>
+    /// Also retry 55P03 lock_not_available (NOWAIT or a lock timeout), as Odoo does. Off by default: a NOWAIT usually
+    /// means "tell the user now", not "try again".
+    /// </summary>
+    /// <value>The default is false.</value>
+    public bool RetryOnLockNotAvailable { get; set; }
+
+    /// <summary>Retry when the connection is lost before COMMIT was sent (the transaction certainly rolled back).</summary>
+    /// <value>The default is true.</value>
+    public bool RetryOnConnectionLoss { get; set; } = true;
+
+    /// <summary>The default decision: what <see cref="RowLockPredicates"/> calls retryable under these options.</summary>
+    public bool ShouldRetry(Exception exception) =>
+        exception is not OperationCanceledException &&
+        (RowLockPredicates.IsSerializationFailure(exception) || RowLockPredicates.IsDeadlock(exception) ||
+         (RetryOnConnectionLoss && RowLockPredicates.IsConnectionLoss(exception)) ||
+         (RetryOnLockNotAvailable && RowLockPredicates.IsLockNotAvailable(exception)));
+}
