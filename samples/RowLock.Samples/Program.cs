@@ -1,22 +1,89 @@
 using Npgsql;
+using RowLock.Samples.Lab;
 using RowLock.TestServer;
 
-// Finds or starts a PostgreSQL server the same way the tests do, and prints its version.
+// The RowLock lab: each concurrency scenario run twice, as teams often write it and with RowLock, side by side.
+const string Usage = """
+    Usage: dotnet run --project samples/RowLock.Samples -- [options]
+
+      --scenario NAME     run one scenario: hot-record, fifo-stock, edit-conflict, cron-batch, one-time-job, deadlock-retry
+      --workers N         concurrent workers (default 8)
+      --iterations N      operations per worker, scaled per scenario (default 50)
+      --connection STR    PostgreSQL connection string (else ROWLOCK_CONNECTION, else Docker, else local binaries)
+      --help              this text
+
+    Exit code 1 when any RowLock invariant fails (naive results are reported, not judged).
+    """;
+
+var options = new LabOptions();
 string? connection = null;
-for (var i = 0; i < args.Length - 1; i++)
+string? only = null;
+for (var i = 0; i < args.Length; i++)
 {
-    if (args[i] == "--connection")
+    string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value.");
+    switch (args[i])
     {
-        connection = args[i + 1];
+        case "--help" or "-h":
+            Console.WriteLine(Usage);
+            return 0;
+        case "--scenario":
+            only = Next();
+            break;
+        case "--workers":
+            options = options with { Workers = PositiveInt(Next(), "--workers") };
+            break;
+        case "--iterations":
+            options = options with { Iterations = PositiveInt(Next(), "--iterations") };
+            break;
+        case "--connection":
+            connection = Next();
+            break;
+        default:
+            Console.Error.WriteLine($"Unknown option {args[i]}.\n\n{Usage}");
+            return 2;
     }
 }
+
+var scenarios = only is null ? LabRunner.All : LabRunner.All.Where(s => s.Name == only).ToList();
+if (scenarios.Count == 0)
+{
+    Console.Error.WriteLine($"No scenario named '{only}'. Known: {string.Join(", ", LabRunner.All.Select(s => s.Name))}.");
+    return 2;
+}
+
+// Ctrl+C stops the run and still removes the throwaway server.
+using var stop = new CancellationTokenSource();
+Console.CancelKeyPress += (_, e) =>
+{
+    e.Cancel = true;
+    stop.Cancel();
+};
 
 await using var server = await PostgresServer.StartAsync(new PostgresServerOptions
 {
     ConnectionString = connection,
     ConnectionStringVariables = ["ROWLOCK_CONNECTION"],
     Log = Console.Error.WriteLine,
-});
-await using var dataSource = NpgsqlDataSource.Create(server.ConnectionString);
-await using var command = dataSource.CreateCommand("SELECT version()");
-Console.WriteLine($"Connected to {server.Description}: {await command.ExecuteScalarAsync()}");
+}, stop.Token);
+Console.Error.WriteLine($"Server: {server.Description}");
+var database = await server.CreateDatabaseAsync("samples", stop.Token);
+try
+{
+    await using var dataSource = NpgsqlDataSource.Create(new NpgsqlConnectionStringBuilder(database) { MaxPoolSize = 200 }.ConnectionString);
+    var results = await LabRunner.RunAsync(dataSource, scenarios, options, Console.Error, stop.Token);
+    Console.WriteLine();
+    Console.WriteLine(LabRunner.Format(results));
+    return results.All(r => r.RowLock.InvariantHolds) ? 0 : 1;
+}
+catch (OperationCanceledException) when (stop.IsCancellationRequested)
+{
+    Console.Error.WriteLine("Stopped.");
+    return 130;
+}
+finally
+{
+    await server.DropDatabaseAsync(database, CancellationToken.None);
+}
+
+static int PositiveInt(string text, string option) =>
+    int.TryParse(text, out var value) && value > 0 ? value : throw new ArgumentException($"{option} needs a positive whole number, not '{text}'.");

@@ -1,0 +1,49 @@
+using System.Globalization;
+using System.Text;
+using Npgsql;
+using RowLock.Samples.Scenarios;
+
+namespace RowLock.Samples.Lab;
+
+/// <summary>Runs scenarios and prints the comparison table.</summary>
+public static class LabRunner
+{
+    /// <summary>Every scenario, in the order of DESIGN.md.</summary>
+    public static IReadOnlyList<Scenario> All { get; } =
+        [new HotRecord(), new FifoStock(), new EditConflict(), new CronBatch(), new OneTimeJob(), new DeadlockRetry()];
+
+    /// <summary>Runs the scenarios one after another, reporting a line of progress per scenario.</summary>
+    public static async Task<IReadOnlyList<ScenarioResult>> RunAsync(NpgsqlDataSource dataSource, IEnumerable<Scenario> scenarios, LabOptions options,
+        TextWriter? progress, CancellationToken cancellationToken)
+    {
+        var results = new List<ScenarioResult>();
+        var list = scenarios.ToList();
+        for (var i = 0; i < list.Count; i++)
+        {
+            progress?.Write($"[{i + 1}/{list.Count}] {list[i].Name} ({options.Workers} workers) ... ");
+            var result = await list[i].RunAsync(dataSource, options, cancellationToken);
+            progress?.WriteLine(result.RowLock.InvariantHolds ? "RowLock invariant holds" : "ROWLOCK INVARIANT FAILED");
+            results.Add(result);
+        }
+
+        return results;
+    }
+
+    /// <summary>The results as a Markdown table.</summary>
+    public static string Format(IReadOnlyList<ScenarioResult> results)
+    {
+        static string Ms(TimeSpan t) => t.TotalMilliseconds.ToString("N0", CultureInfo.InvariantCulture) + " ms";
+        static string Inv(SideResult s) => (s.InvariantHolds ? "ok: " : "BROKEN: ") + s.Detail;
+
+        var table = new StringBuilder();
+        table.AppendLine("| scenario | workers | naive: errors | naive: invariant | naive: time | RowLock: errors | RowLock: retries | RowLock: invariant | RowLock: time |");
+        table.AppendLine("|---|---:|---:|---|---:|---:|---:|---|---:|");
+        foreach (var r in results)
+        {
+            table.AppendLine(CultureInfo.InvariantCulture,
+                $"| {r.Name} | {r.Workers} | {r.Naive.ErrorsSurfaced} | {Inv(r.Naive)} | {Ms(r.Naive.Elapsed)} | {r.RowLock.ErrorsSurfaced} | {r.RowLock.Retries} | {Inv(r.RowLock)} | {Ms(r.RowLock.Elapsed)} |");
+        }
+
+        return table.ToString();
+    }
+}

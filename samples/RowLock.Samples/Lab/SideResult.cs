@@ -1,0 +1,9 @@
+namespace RowLock.Samples.Lab;
+
+/// <summary>What one side (naive or RowLock) of a scenario did.</summary>
+/// <param name="ErrorsSurfaced">Database errors that reached the caller.</param>
+/// <param name="Retries">Attempts re-run by the retry policy (RowLock side).</param>
+/// <param name="InvariantHolds">Whether the scenario's invariant held at the end.</param>
+/// <param name="Detail">The measured numbers behind the invariant, e.g. "total 312 of 400".</param>
+/// <param name="Elapsed">Wall time of the side.</param>
+public sealed record SideResult(int ErrorsSurfaced, int Retries, bool InvariantHolds, string Detail, TimeSpan Elapsed);
