@@ -1,0 +1,124 @@
+using System.Diagnostics;
+using RowLock.Tests.Infrastructure;
+
+namespace RowLock.Tests;
+
+/// <summary>
+/// Packs the library, restores it by version from that folder only into a fresh console project, builds it and runs a
+/// unit of work against the test server: proves the package, not just the project, works.
+/// </summary>
+public sealed class PackageConsumerTests(DatabaseFixture db) : IClassFixture<DatabaseFixture>
+{
+    [Fact]
+    public async Task A_console_app_referencing_the_packed_package_runs_a_unit_of_work()
+    {
+        var root = Directory.CreateTempSubdirectory("rowlock-consumer-");
+        var version = "0.0.0-consumertest." + DateTime.UtcNow.ToString("yyyyMMddHHmmss", System.Globalization.CultureInfo.InvariantCulture);
+        try
+        {
+            var feed = Path.Combine(root.FullName, "feed");
+            var app = Path.Combine(root.FullName, "app");
+            Directory.CreateDirectory(app);
+            var project = Path.Combine(RepositoryRoot(), "src", "RowLock", "RowLock.csproj");
+            await DotnetAsync(root.FullName, "pack", project, "-c", "Release", "-o", feed, $"-p:Version={version}", "-p:ContinuousIntegrationBuild=true");
+            Assert.True(File.Exists(Path.Combine(feed, $"RowLock.{version}.nupkg")));
+            Assert.True(File.Exists(Path.Combine(feed, $"RowLock.{version}.snupkg")));
+
+            await File.WriteAllTextAsync(Path.Combine(app, "nuget.config"), $"""
+                <?xml version="1.0" encoding="utf-8"?>
+                <configuration>
+                  <packageSources>
+                    <clear />
+                    <add key="local" value="{feed}" />
+                    <add key="nuget" value="https://api.nuget.org/v3/index.json" />
+                  </packageSources>
+                  <packageSourceMapping>
+                    <packageSource key="local"><package pattern="RowLock" /></packageSource>
+                    <packageSource key="nuget"><package pattern="*" /></packageSource>
+                  </packageSourceMapping>
+                </configuration>
+                """);
+            await File.WriteAllTextAsync(Path.Combine(app, "Directory.Build.props"), "<Project />");
+            await File.WriteAllTextAsync(Path.Combine(app, "Directory.Packages.props"), "<Project />");
+            await File.WriteAllTextAsync(Path.Combine(app, "Consumer.csproj"), $"""
+                <Project Sdk="Microsoft.NET.Sdk">
+                  <PropertyGroup>
+                    <OutputType>Exe</OutputType>
+                    <TargetFramework>net10.0</TargetFramework>
+                    <Nullable>enable</Nullable>
+                    <ImplicitUsings>enable</ImplicitUsings>
+                    <TreatWarningsAsErrors>true</TreatWarningsAsErrors>
+                  </PropertyGroup>
+                  <ItemGroup>
+                    <PackageReference Include="RowLock" Version="{version}" />
+                  </ItemGroup>
+                </Project>
+                """);
+            await File.WriteAllTextAsync(Path.Combine(app, "Program.cs"), """
+                using Npgsql;
+                using RowLock;
+
+                await using var dataSource = NpgsqlDataSource.Create(args[0]);
+                var runner = new TransactionRunner(dataSource);
+                var answer = await runner.RunAsync(async (tx, ct) =>
+                {
+                    var rows = await tx.LockRowsAsync<int>("SELECT 41 + 1", null, RowLockClause.ForUpdate, ct);
+                    var mine = await tx.TryAcquireAdvisoryLockAsync(AdvisoryLockKey.FromName("consumer"), cancellationToken: ct);
+                    return mine ? rows[0] : -1;
+                });
+                Console.WriteLine($"answer={answer}");
+                """);
+
+            var output = await DotnetAsync(app, "run", "--", db.ConnectionString);
+            Assert.Contains("answer=42", output, StringComparison.Ordinal);
+        }
+        finally
+        {
+            root.Delete(recursive: true);
+            var cached = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages", "rowlock", version);
+            if (Directory.Exists(cached))
+            {
+                Directory.Delete(cached, recursive: true);
+            }
+        }
+    }
+
+    private static string RepositoryRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "RowLock.sln")))
+            {
+                return dir.FullName;
+            }
+        }
+
+        throw new InvalidOperationException("RowLock.sln not found above the test binaries.");
+    }
+
+    private static async Task<string> DotnetAsync(string workingDirectory, params string[] arguments)
+    {
+        var start = new ProcessStartInfo("dotnet")
+        {
+            WorkingDirectory = workingDirectory,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        start.Environment["MSBUILDDISABLENODEREUSE"] = "1";
+        start.Environment["DOTNET_CLI_USE_MSBUILD_SERVER"] = "0";
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(5));
+        await process.WaitForExitAsync(timeout.Token);
+        var output = await stdout + await stderr;
+        Assert.True(process.ExitCode == 0, $"dotnet {string.Join(' ', arguments)} failed:\n{output}");
+        return output;
+    }
+}
