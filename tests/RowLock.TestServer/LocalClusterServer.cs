@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using Npgsql;
@@ -185,31 +184,10 @@ internal sealed class LocalClusterServer : PostgresServer
         return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
-    /// <summary>
-    /// A shell in its own session (so Ctrl+C and process-group kills do not reach it) that waits for this
-    /// process to end, then stops the cluster and deletes its folder. It does nothing if that already happened.
-    /// </summary>
     private static void StartWatchdog(string binaries, string root)
     {
         var pgCtl = Path.Combine(binaries, "pg_ctl");
         var stop = IsRoot ? $"runuser -u postgres -- '{pgCtl}'" : $"'{pgCtl}'";
-        var parent = Environment.ProcessId.ToString(CultureInfo.InvariantCulture);
-        var script =
-            "exec </dev/null >/dev/null 2>&1; " +
-            $"while kill -0 {parent} 2>/dev/null; do sleep 1; done; " +
-            $"if [ -f '{root}/data/postmaster.pid' ]; then {stop} -D '{root}/data' -m immediate -w stop; fi; rm -rf '{root}'";
-        var start = new ProcessStartInfo("setsid")
-        {
-            UseShellExecute = false,
-            RedirectStandardInput = false,
-            RedirectStandardOutput = false,
-            RedirectStandardError = false,
-        };
-        foreach (var a in (string[])["-f", "sh", "-c", script])
-        {
-            start.ArgumentList.Add(a);
-        }
-
-        using var watchdog = Process.Start(start);
+        Watchdog.Start($"if [ -f '{root}/data/postmaster.pid' ]; then {stop} -D '{root}/data' -m immediate -w stop; fi; rm -rf '{root}'");
     }
 }

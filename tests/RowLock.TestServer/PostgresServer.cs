@@ -27,6 +27,9 @@ public abstract class PostgresServer : IAsyncDisposable
     /// <summary>One line for humans: kind, version or address.</summary>
     public string Description { get; }
 
+    /// <summary>True when this machine has PostgreSQL server binaries, so a private cluster can be started (and restarted).</summary>
+    public static bool LocalBinariesAvailable => LocalBinaries.Find() is not null;
+
     /// <summary>True when <see cref="RestartAsync"/> can stop and start the server.</summary>
     public virtual bool CanRestart => false;
 
@@ -36,20 +39,26 @@ public abstract class PostgresServer : IAsyncDisposable
         options ??= new PostgresServerOptions();
         var log = options.Log ?? (_ => { });
 
-        var (source, connectionString) = FindConnectionString(options);
+        var (source, connectionString) = options.PreferLocalCluster ? ("", null) : FindConnectionString(options);
         if (connectionString is not null)
         {
             log($"Using the server named by {source}.");
             return await ExternalServer.ConnectAsync(connectionString, source, cancellationToken).ConfigureAwait(false);
         }
 
-        if (await DockerProbe.EngineAnswersAsync(cancellationToken).ConfigureAwait(false))
+        if (!options.PreferLocalCluster && await DockerProbe.EngineAnswersAsync(cancellationToken).ConfigureAwait(false))
         {
             log("A Docker engine answers: starting PostgreSQL with Testcontainers.");
             return await ContainerServer.StartAsync(cancellationToken).ConfigureAwait(false);
         }
 
         var binaries = LocalBinaries.Find();
+        if (binaries is not null && options.PreferLocalCluster)
+        {
+            log($"Starting a private throwaway cluster from {binaries}.");
+            return await LocalClusterServer.StartAsync(binaries, options.FastUnsafeSettings, log, cancellationToken).ConfigureAwait(false);
+        }
+
         if (binaries is not null)
         {
             log($"No connection string and no Docker engine: starting a throwaway cluster from {binaries}.");

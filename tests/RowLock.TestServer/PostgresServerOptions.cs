@@ -15,6 +15,9 @@ public sealed class PostgresServerOptions
     /// </summary>
     public bool FastUnsafeSettings { get; init; } = true;
 
+    /// <summary>Start a private cluster from local binaries even when a connection string or Docker is available (for tests that restart it).</summary>
+    public bool PreferLocalCluster { get; init; }
+
     /// <summary>Receives one line per step (which server was found, started, stopped).</summary>
     public Action<string>? Log { get; init; }
 }

@@ -284,6 +284,21 @@ public sealed class AdvisoryLockTests(DatabaseFixture db) : IClassFixture<Databa
     }
 
     [Fact]
+    public async Task A_transaction_held_handle_excludes_others_and_rollback_on_dispose_releases_it()
+    {
+        var key = UniqueKey();
+        var handle = await db.DataSource.AcquireAdvisoryLockInTransactionAsync(key, TimeSpan.FromSeconds(5));
+        Assert.True(handle.HeldByTransaction);
+        Assert.Null(await db.DataSource.TryAcquireAdvisoryLockInTransactionAsync(key));
+        Assert.Null(await db.DataSource.TryAcquireAdvisoryLockAsync(key));
+        await Assert.ThrowsAsync<LockNotAvailableException>(() => db.DataSource.AcquireAdvisoryLockInTransactionAsync(key, TimeSpan.FromMilliseconds(100)));
+        await handle.DisposeAsync();
+        Assert.Equal(0, await HoldersAsync(key));
+        await using var next = await db.DataSource.TryAcquireAdvisoryLockInTransactionAsync(key);
+        Assert.NotNull(next);
+    }
+
+    [Fact]
     public async Task Bad_input_gets_clear_exceptions()
     {
         var key = UniqueKey();

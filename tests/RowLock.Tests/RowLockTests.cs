@@ -347,6 +347,19 @@ public sealed class RowLockTests(DatabaseFixture db) : IClassFixture<DatabaseFix
     }
 
     [Fact]
+    public async Task A_row_lock_on_a_read_only_connection_says_to_target_the_primary()
+    {
+        var table = await HotRowAsync();
+        await using var readOnly = db.CreateDataSource(b => b.Options = "-c default_transaction_read_only=on");
+        await using var connection = await readOnly.OpenConnectionAsync();
+        await using var tx = await connection.BeginTransactionAsync();
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => tx.LockRowsAsync<int>($"SELECT v FROM {table}", null, RowLockClause.ForUpdate));
+        Assert.StartsWith("Row locks need a writable primary", error.Message, StringComparison.Ordinal);
+        Assert.Contains("Target Session Attributes=primary", error.Message, StringComparison.Ordinal);
+        Assert.Equal(PostgresErrorCodes.ReadOnlySqlTransaction, Assert.IsType<PostgresException>(error.InnerException).SqlState);
+    }
+
+    [Fact]
     public async Task Helpers_refuse_a_completed_transaction_or_closed_connection()
     {
         await using var connection = await db.DataSource.OpenConnectionAsync();

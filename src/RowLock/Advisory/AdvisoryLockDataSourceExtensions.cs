@@ -70,6 +70,117 @@ public static class AdvisoryLockDataSourceExtensions
             ?? throw new LockNotAvailableException(AdvisoryMessages.NotGranted(key, timeout!.Value), null);
     }
 
+    /// <summary>
+    /// Like <see cref="TryAcquireAdvisoryLockAsync"/>, but the handle holds a transaction-scoped lock
+    /// (<c>pg_advisory_xact_lock</c>) inside a transaction it keeps open, and disposing it rolls that transaction back.
+    /// Use this mode behind PgBouncer transaction pooling, where a session lock cannot be held: the open transaction pins
+    /// one server connection for the handle's lifetime. Keep such handles short (mind PgBouncer's idle_transaction_timeout).
+    /// </summary>
+    /// <param name="dataSource">Where the handle's connection comes from.</param>
+    /// <param name="key">The lock's key.</param>
+    /// <param name="timeout">How long to wait; zero (the default) means do not wait.</param>
+    /// <param name="mode">Exclusive or shared.</param>
+    /// <param name="cancellationToken">Cancels the wait.</param>
+    /// <returns>The handle, or null when the lock was not granted in time.</returns>
+    public static async Task<AdvisoryLockHandle?> TryAcquireAdvisoryLockInTransactionAsync(this NpgsqlDataSource dataSource, AdvisoryLockKey key,
+        TimeSpan timeout = default, AdvisoryLockMode mode = AdvisoryLockMode.Exclusive, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(dataSource);
+        AdvisorySql.ValidateMode(mode);
+        if (timeout < TimeSpan.Zero && timeout != Timeout.InfiniteTimeSpan)
+        {
+            throw new ArgumentOutOfRangeException(nameof(timeout), timeout, "The timeout cannot be negative. Use TimeSpan.Zero not to wait, or Timeout.InfiniteTimeSpan to wait as long as it takes.");
+        }
+
+        return await AcquireInTransactionAsync(dataSource, key, timeout, mode, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Like <see cref="AcquireAdvisoryLockAsync"/>, but held as a transaction-scoped lock inside a transaction the handle
+    /// keeps open (see <see cref="TryAcquireAdvisoryLockInTransactionAsync"/>): the mode for PgBouncer transaction pooling.
+    /// </summary>
+    /// <param name="dataSource">Where the handle's connection comes from.</param>
+    /// <param name="key">The lock's key.</param>
+    /// <param name="timeout">The longest wait; null waits as long as it takes.</param>
+    /// <param name="mode">Exclusive or shared.</param>
+    /// <param name="cancellationToken">Cancels the wait.</param>
+    /// <returns>The handle holding the lock. Dispose it to release.</returns>
+    /// <exception cref="LockNotAvailableException">The lock was not granted within <paramref name="timeout"/>.</exception>
+    public static async Task<AdvisoryLockHandle> AcquireAdvisoryLockInTransactionAsync(this NpgsqlDataSource dataSource, AdvisoryLockKey key,
+        TimeSpan? timeout = null, AdvisoryLockMode mode = AdvisoryLockMode.Exclusive, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(dataSource);
+        AdvisorySql.ValidateMode(mode);
+        if (timeout is { } t && t != Timeout.InfiniteTimeSpan)
+        {
+            LockTimeout.Validate(t, nameof(timeout));
+        }
+
+        return await AcquireInTransactionAsync(dataSource, key, timeout ?? Timeout.InfiniteTimeSpan, mode, cancellationToken).ConfigureAwait(false)
+            ?? throw new LockNotAvailableException(AdvisoryMessages.NotGranted(key, timeout!.Value), null);
+    }
+
+    private static async Task<AdvisoryLockHandle?> AcquireInTransactionAsync(NpgsqlDataSource dataSource, AdvisoryLockKey key, TimeSpan timeout,
+        AdvisoryLockMode mode, CancellationToken cancellationToken)
+    {
+        var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        NpgsqlTransaction? transaction = null;
+        try
+        {
+            transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            bool acquired;
+            if (timeout == TimeSpan.Zero)
+            {
+                acquired = await transaction.TryAcquireAdvisoryLockAsync(key, mode, cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                try
+                {
+                    await transaction.AcquireAdvisoryLockAsync(key, timeout == Timeout.InfiniteTimeSpan ? null : timeout, mode, cancellationToken).ConfigureAwait(false);
+                    acquired = true;
+                }
+                catch (LockNotAvailableException)
+                {
+                    acquired = false;
+                }
+            }
+
+            if (acquired)
+            {
+                return new AdvisoryLockHandle(connection, key, mode, RowLockLogging.Advisory, transaction);
+            }
+        }
+        catch
+        {
+            await DisposeQuietlyAsync(transaction, connection).ConfigureAwait(false);
+            throw;
+        }
+
+        await DisposeQuietlyAsync(transaction, connection).ConfigureAwait(false);
+        return null;
+    }
+
+    /// <summary>Disposing the transaction rolls it back, which releases any transaction-scoped lock it took.</summary>
+    private static async Task DisposeQuietlyAsync(NpgsqlTransaction? transaction, NpgsqlConnection connection)
+    {
+        try
+        {
+            if (transaction is not null)
+            {
+                await transaction.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+        catch (Exception e) when (e is NpgsqlException or InvalidOperationException or IOException)
+        {
+            NpgsqlConnection.ClearPool(connection);
+        }
+        finally
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
     // timeout: null waits forever; zero does not wait; positive waits at most that long.
     private static async Task<AdvisoryLockHandle?> AcquireSessionAsync(NpgsqlDataSource dataSource, AdvisoryLockKey key, TimeSpan? timeout,
         AdvisoryLockMode mode, CancellationToken cancellationToken)

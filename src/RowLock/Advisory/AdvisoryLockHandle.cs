@@ -15,7 +15,9 @@ namespace RowLock;
 /// </remarks>
 public sealed class AdvisoryLockHandle : IAsyncDisposable
 {
+    private static readonly TimeSpan MonitorSlice = TimeSpan.FromSeconds(1);
     private readonly NpgsqlConnection _connection;
+    private readonly NpgsqlTransaction? _transaction;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _lost = new();
     private readonly CancellationTokenSource _stopMonitor = new();
@@ -23,9 +25,10 @@ public sealed class AdvisoryLockHandle : IAsyncDisposable
     private readonly Task _monitor;
     private int _disposed;
 
-    internal AdvisoryLockHandle(NpgsqlConnection connection, AdvisoryLockKey key, AdvisoryLockMode mode, ILogger logger)
+    internal AdvisoryLockHandle(NpgsqlConnection connection, AdvisoryLockKey key, AdvisoryLockMode mode, ILogger logger, NpgsqlTransaction? transaction = null)
     {
         _connection = connection;
+        _transaction = transaction;
         Key = key;
         Mode = mode;
         _logger = logger;
@@ -44,6 +47,12 @@ public sealed class AdvisoryLockHandle : IAsyncDisposable
     /// Not cancelled by <see cref="DisposeAsync"/>.
     /// </summary>
     public CancellationToken LockLost => _lost.Token;
+
+    /// <summary>
+    /// True when the lock is transaction-scoped, held by a transaction this handle keeps open (the mode that works behind
+    /// PgBouncer transaction pooling); false for a session-level lock.
+    /// </summary>
+    public bool HeldByTransaction => _transaction is not null;
 
     /// <summary>True once the lock is known to be lost.</summary>
     public bool IsLost => _lost.IsCancellationRequested;
@@ -72,6 +81,11 @@ public sealed class AdvisoryLockHandle : IAsyncDisposable
         }
         finally
         {
+            if (_transaction is not null)
+            {
+                await _transaction.DisposeAsync().ConfigureAwait(false);
+            }
+
             await _connection.DisposeAsync().ConfigureAwait(false);
             _stopMonitor.Dispose();
             _released.TrySetResult();
@@ -82,6 +96,14 @@ public sealed class AdvisoryLockHandle : IAsyncDisposable
     {
         try
         {
+            if (_transaction is not null)
+            {
+                // A transaction-scoped lock ends with its transaction.
+                await _transaction.RollbackAsync(CancellationToken.None).ConfigureAwait(false);
+                Log.AdvisoryReleased(_logger, Key, Mode);
+                return;
+            }
+
             var command = AdvisorySql.Command(AdvisorySql.Unlock(Mode), Key, _connection, transaction: null);
             await using (command.ConfigureAwait(false))
             {
@@ -115,7 +137,9 @@ public sealed class AdvisoryLockHandle : IAsyncDisposable
         {
             while (!_stopMonitor.IsCancellationRequested)
             {
-                await _connection.WaitAsync(_stopMonitor.Token).ConfigureAwait(false);
+                // The timeout bounds how long DisposeAsync can wait for this loop should a cancellation race past the
+                // wait's registration; normally the cancellation ends the wait at once.
+                await _connection.WaitAsync(MonitorSlice, _stopMonitor.Token).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException) when (_stopMonitor.IsCancellationRequested)

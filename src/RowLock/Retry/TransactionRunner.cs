@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
@@ -22,6 +23,21 @@ namespace RowLock;
 public sealed class TransactionRunner
 {
     private static readonly AsyncLocal<TransactionRunner?> CurrentRunner = new();
+
+    /// <summary>The last server error thrown during the current attempt, even if the work caught it (see <see cref="Unmask"/>).</summary>
+    private static readonly AsyncLocal<StrongBox<PostgresException?>?> AttemptErrors = new();
+
+    static TransactionRunner()
+    {
+        // Runs on the throwing thread, inside the attempt's execution context; a single field check otherwise.
+        AppDomain.CurrentDomain.FirstChanceException += (_, e) =>
+        {
+            if (e.Exception is PostgresException { SqlState: not PostgresErrorCodes.InFailedSqlTransaction } pg && AttemptErrors.Value is { } box)
+            {
+                box.Value = pg;
+            }
+        };
+    }
 
     private readonly NpgsqlDataSource _dataSource;
     private readonly TransactionRunnerOptions _options;
@@ -137,19 +153,23 @@ public sealed class TransactionRunner
             await using (transaction.ConfigureAwait(false))
             {
                 T result;
+                var errors = new StrongBox<PostgresException?>();
                 CurrentRunner.Value = this;
+                AttemptErrors.Value = errors;
                 try
                 {
                     result = await work(transaction, cancellationToken).ConfigureAwait(false);
                 }
-                catch
+                catch (Exception e)
                 {
                     await RollBackQuietlyAsync(transaction).ConfigureAwait(false);
+                    Unmask(e, errors.Value);
                     throw;
                 }
                 finally
                 {
                     CurrentRunner.Value = null;
+                    AttemptErrors.Value = null;
                 }
 
                 if (TransactionGuard.IsCompleted(transaction))
@@ -177,6 +197,18 @@ public sealed class TransactionRunner
         {
             Log.CommitOutcomeUnknown(_logger, e);
             throw new CommitOutcomeUnknownException(e);
+        }
+    }
+
+    /// <summary>
+    /// 25P02 ("current transaction is aborted") only says that an earlier statement failed and the work caught that
+    /// error and went on. Report (and classify for retry) that earlier error instead of the noise.
+    /// </summary>
+    private static void Unmask(Exception failure, PostgresException? earlier)
+    {
+        if (earlier is not null && RowLockPredicates.FindSqlState(failure) == PostgresErrorCodes.InFailedSqlTransaction)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(earlier).Throw();
         }
     }
 

@@ -107,7 +107,19 @@ public static class RowLockTransactionExtensions
     private static async Task<IReadOnlyList<T>> QueryLockedAsync<T>(NpgsqlConnection connection, NpgsqlTransaction transaction,
         string lockingSql, object? param, RowLockClause clause, CancellationToken cancellationToken, object? extraParam = null)
     {
-        param ??= extraParam;
+        try
+        {
+            return await QueryLockedCoreAsync<T>(connection, transaction, lockingSql, param ?? extraParam, clause, cancellationToken).ConfigureAwait(false);
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.ReadOnlySqlTransaction)
+        {
+            throw ReadOnly.Exception(e);
+        }
+    }
+
+    private static async Task<IReadOnlyList<T>> QueryLockedCoreAsync<T>(NpgsqlConnection connection, NpgsqlTransaction transaction,
+        string lockingSql, object? param, RowLockClause clause, CancellationToken cancellationToken)
+    {
         switch (clause.WaitPolicy)
         {
             case LockWaitPolicy.Wait:

@@ -1,0 +1,19 @@
+using Npgsql;
+
+namespace RowLock.Benchmarks;
+
+/// <summary>What every benchmark gets: the data source, the connection string, and the run's size.</summary>
+internal sealed record BenchContext(NpgsqlDataSource DataSource, string ConnectionString, bool Quick)
+{
+    public async Task ExecuteAsync(string sql)
+    {
+        await using var command = DataSource.CreateCommand(sql);
+        await command.ExecuteNonQueryAsync();
+    }
+
+    public async Task<T> ScalarAsync<T>(string sql)
+    {
+        await using var command = DataSource.CreateCommand(sql);
+        return (T)(await command.ExecuteScalarAsync())!;
+    }
+}

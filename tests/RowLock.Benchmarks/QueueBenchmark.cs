@@ -1,0 +1,96 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using Npgsql;
+
+namespace RowLock.Benchmarks;
+
+/// <summary>3 and 5: 8 workers draining a job queue, SKIP LOCKED claims against plain FOR UPDATE claims.</summary>
+internal static class QueueBenchmark
+{
+    private const int Workers = 8;
+
+    public static async Task<string> RunAsync(BenchContext context)
+    {
+        var table = new StringBuilder();
+        table.AppendLine(CultureInfo.InvariantCulture, $"{Workers} workers claim a batch, mark it done, commit, until the queue is empty.");
+        table.AppendLine();
+        table.AppendLine("| batch | jobs | RowLock ClaimRowsAsync (SKIP LOCKED) jobs/s | plain FOR UPDATE jobs/s | ratio | each job exactly once (RowLock / plain) |");
+        table.AppendLine("|---:|---:|---:|---:|---:|---|");
+        foreach (var batch in new[] { 1, 10, 100 })
+        {
+            var jobs = context.Quick ? 3_000 : batch switch { 1 => 10_000, 10 => 30_000, _ => 100_000 };
+            var (claimRate, claimOnce) = await DrainAsync(context, jobs, batch, ClaimAsync);
+            var (plainRate, plainOnce) = await DrainAsync(context, jobs, batch, PlainAsync);
+            table.AppendLine(CultureInfo.InvariantCulture,
+                $"| {batch} | {jobs:N0} | {claimRate:N0} | {plainRate:N0} | {claimRate / plainRate:F2} | {(claimOnce ? "yes" : "NO")} / {(plainOnce ? "yes" : "NO")} |");
+        }
+
+        await FillAsync(context, 1_000);
+        var claimBytes = await Bench.BytesPerOpAsync(200, async () => await ClaimAsync(context.DataSource, 1));
+        table.AppendLine();
+        table.AppendLine(CultureInfo.InvariantCulture, $"Allocations per claim-and-complete of one job (RowLock, one worker): {claimBytes:N0} bytes.");
+        return table.ToString();
+    }
+
+    private static async Task FillAsync(BenchContext context, int jobs)
+    {
+        await context.ExecuteAsync($"DROP TABLE IF EXISTS bench_jobs; CREATE TABLE bench_jobs (id bigint PRIMARY KEY, done boolean NOT NULL DEFAULT false, claims int NOT NULL DEFAULT 0); INSERT INTO bench_jobs (id) SELECT g FROM generate_series(1, {jobs}) g;");
+        await context.ExecuteAsync("VACUUM ANALYZE bench_jobs");
+    }
+
+    private static async Task<(double Rate, bool ExactlyOnce)> DrainAsync(BenchContext context, int jobs, int batch, Func<NpgsqlDataSource, int, Task<int>> claim)
+    {
+        await FillAsync(context, jobs);
+        var clock = Stopwatch.StartNew();
+        await Task.WhenAll(Enumerable.Range(0, Workers).Select(_ => Task.Run(async () =>
+        {
+            while (await claim(context.DataSource, batch) > 0 || await context.ScalarAsync<bool>("SELECT EXISTS (SELECT 1 FROM bench_jobs WHERE NOT done)"))
+            {
+            }
+        })));
+        var rate = jobs / clock.Elapsed.TotalSeconds;
+        var wrong = await context.ScalarAsync<long>("SELECT count(*) FROM bench_jobs WHERE claims <> 1 OR NOT done");
+        return (rate, wrong == 0);
+    }
+
+    private static async Task<int> ClaimAsync(NpgsqlDataSource dataSource, int batch)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync();
+        await using var tx = await connection.BeginTransactionAsync();
+        var ids = await tx.ClaimRowsAsync<long>("SELECT id FROM bench_jobs WHERE NOT done ORDER BY id", null, batch);
+        await CompleteAsync(connection, tx, ids);
+        return ids.Count;
+    }
+
+    /// <summary>The same claim with a plain FOR UPDATE: workers queue behind the first one's rows.</summary>
+    private static async Task<int> PlainAsync(NpgsqlDataSource dataSource, int batch)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync();
+        await using var tx = await connection.BeginTransactionAsync();
+        await using var select = new NpgsqlCommand($"SELECT id FROM bench_jobs WHERE NOT done ORDER BY id LIMIT {batch} FOR UPDATE", connection, tx);
+        var ids = new List<long>();
+        await using (var reader = await select.ExecuteReaderAsync())
+        {
+            while (await reader.ReadAsync())
+            {
+                ids.Add(reader.GetInt64(0));
+            }
+        }
+
+        await CompleteAsync(connection, tx, ids);
+        return ids.Count;
+    }
+
+    private static async Task CompleteAsync(NpgsqlConnection connection, NpgsqlTransaction tx, IReadOnlyList<long> ids)
+    {
+        if (ids.Count > 0)
+        {
+            await using var update = new NpgsqlCommand("UPDATE bench_jobs SET done = true, claims = claims + 1 WHERE id = ANY($1)", connection, tx);
+            update.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = [.. ids] });
+            await update.ExecuteNonQueryAsync();
+        }
+
+        await tx.CommitAsync();
+    }
+}
