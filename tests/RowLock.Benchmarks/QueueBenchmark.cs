@@ -13,7 +13,7 @@ internal static class QueueBenchmark
     public static async Task<string> RunAsync(BenchContext context)
     {
         var table = new StringBuilder();
-        table.AppendLine(CultureInfo.InvariantCulture, $"{Workers} workers claim a batch, mark it done, commit, until the queue is empty.");
+        table.AppendLine(CultureInfo.InvariantCulture, $"{Workers} workers claim a batch, mark it done, commit, until the queue is empty. The queue has a partial index on pending jobs (`WHERE NOT done`), as a real queue should: without it every claim scans past the done rows and throughput falls as the queue drains (measured first: 5,659 jobs/s at batch 100).");
         table.AppendLine();
         table.AppendLine("| batch | jobs | RowLock ClaimRowsAsync (SKIP LOCKED) jobs/s | plain FOR UPDATE jobs/s | ratio | each job exactly once (RowLock / plain) |");
         table.AppendLine("|---:|---:|---:|---:|---:|---|");
@@ -35,7 +35,7 @@ internal static class QueueBenchmark
 
     private static async Task FillAsync(BenchContext context, int jobs)
     {
-        await context.ExecuteAsync($"DROP TABLE IF EXISTS bench_jobs; CREATE TABLE bench_jobs (id bigint PRIMARY KEY, done boolean NOT NULL DEFAULT false, claims int NOT NULL DEFAULT 0); INSERT INTO bench_jobs (id) SELECT g FROM generate_series(1, {jobs}) g;");
+        await context.ExecuteAsync($"DROP TABLE IF EXISTS bench_jobs; CREATE TABLE bench_jobs (id bigint PRIMARY KEY, done boolean NOT NULL DEFAULT false, claims int NOT NULL DEFAULT 0); INSERT INTO bench_jobs (id) SELECT g FROM generate_series(1, {jobs}) g; CREATE INDEX bench_jobs_pending ON bench_jobs (id) WHERE NOT done;");
         await context.ExecuteAsync("VACUUM ANALYZE bench_jobs");
     }
 
