@@ -147,6 +147,27 @@ public sealed class ReliabilityTests(DatabaseFixture db) : IClassFixture<Databas
     }
 
     [Fact]
+    public async Task Work_that_swallows_an_error_and_returns_does_not_report_a_commit_that_never_happened()
+    {
+        await db.ExecuteAsync("CREATE TABLE swallowed (id int PRIMARY KEY); INSERT INTO swallowed VALUES (1);");
+        var error = await Assert.ThrowsAsync<PostgresException>(() => new TransactionRunner(db.DataSource).RunAsync(async (tx, ct) =>
+        {
+            await tx.Connection!.ExecuteAsync("INSERT INTO swallowed VALUES (2)", transaction: tx);
+            try
+            {
+                await tx.Connection!.ExecuteAsync("INSERT INTO swallowed VALUES (1)", transaction: tx);
+            }
+            catch (PostgresException)
+            {
+                // ignored, and the work returns as if all went well
+            }
+        }));
+
+        Assert.Equal(PostgresErrorCodes.UniqueViolation, error.SqlState);
+        Assert.Equal(1L, await db.ScalarAsync<long>("SELECT count(*) FROM swallowed"));
+    }
+
+    [Fact]
     public async Task A_swallowed_serialization_failure_is_retried_whole()
     {
         var runs = 0;

@@ -177,26 +177,41 @@ public sealed class TransactionRunner
                     throw new InvalidOperationException("The work committed or rolled back the runner's transaction itself. The runner owns it: return from the work to commit, throw to roll back.");
                 }
 
-                await CommitAsync(transaction).ConfigureAwait(false);
+                await CommitAsync(transaction, errors.Value).ConfigureAwait(false);
                 return result;
             }
         }
     }
 
     /// <summary>
-    /// COMMIT is never cancelled half-way (that would leave the outcome unknown on purpose). A server error during COMMIT
-    /// (e.g. 40001 under SERIALIZABLE) means it rolled back and may be retried; losing the connection means nobody knows.
+    /// COMMIT is never cancelled half-way (that would leave the outcome unknown on purpose). PostgreSQL answers COMMIT in
+    /// an aborted transaction with a silent ROLLBACK, so a work that caught an error and returned would look committed;
+    /// a <c>SELECT 1</c> in the same round trip fails with 25P02 in that case and COMMIT is never run. A server error during
+    /// COMMIT (e.g. 40001 under SERIALIZABLE) means it rolled back and may be retried; losing the connection means nobody knows.
     /// </summary>
-    private async Task CommitAsync(NpgsqlTransaction transaction)
+    private async Task CommitAsync(NpgsqlTransaction transaction, PostgresException? earlier)
     {
-        try
+        var batch = new NpgsqlBatch(transaction.Connection, transaction)
         {
-            await transaction.CommitAsync(CancellationToken.None).ConfigureAwait(false);
-        }
-        catch (Exception e) when (RowLockPredicates.IsConnectionLoss(e) || (e is NpgsqlException and not PostgresException))
+            BatchCommands = { new NpgsqlBatchCommand("SELECT 1"), new NpgsqlBatchCommand("COMMIT") },
+        };
+        await using (batch.ConfigureAwait(false))
         {
-            Log.CommitOutcomeUnknown(_logger, e);
-            throw new CommitOutcomeUnknownException(e);
+            try
+            {
+                await batch.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InFailedSqlTransaction)
+            {
+                await RollBackQuietlyAsync(transaction).ConfigureAwait(false);
+                Unmask(e, earlier);
+                throw;
+            }
+            catch (Exception e) when (RowLockPredicates.IsConnectionLoss(e) || (e is NpgsqlException and not PostgresException))
+            {
+                Log.CommitOutcomeUnknown(_logger, e);
+                throw new CommitOutcomeUnknownException(e);
+            }
         }
     }
 
