@@ -27,17 +27,7 @@ public static class AdvisoryLockDataSourceExtensions
     {
         ArgumentNullException.ThrowIfNull(dataSource);
         AdvisorySql.ValidateMode(mode);
-        if (timeout < TimeSpan.Zero && timeout != Timeout.InfiniteTimeSpan)
-        {
-            throw new ArgumentOutOfRangeException(nameof(timeout), timeout, "The timeout cannot be negative. Use TimeSpan.Zero not to wait, or Timeout.InfiniteTimeSpan to wait as long as it takes.");
-        }
-
-        if (timeout != Timeout.InfiniteTimeSpan && timeout > LockTimeout.Max)
-        {
-            LockTimeout.Validate(timeout, nameof(timeout));
-        }
-
-        return AcquireSessionAsync(dataSource, key, timeout == Timeout.InfiniteTimeSpan ? null : timeout, mode, cancellationToken);
+        return AcquireSessionAsync(dataSource, key, LockTimeout.ValidateTry(timeout, nameof(timeout)), mode, cancellationToken);
     }
 
     /// <summary>
@@ -57,15 +47,7 @@ public static class AdvisoryLockDataSourceExtensions
     {
         ArgumentNullException.ThrowIfNull(dataSource);
         AdvisorySql.ValidateMode(mode);
-        if (timeout == Timeout.InfiniteTimeSpan)
-        {
-            timeout = null;
-        }
-        else if (timeout is { } t)
-        {
-            LockTimeout.Validate(t, nameof(timeout));
-        }
-
+        timeout = LockTimeout.ValidateWait(timeout, nameof(timeout));
         return await AcquireSessionAsync(dataSource, key, timeout, mode, cancellationToken).ConfigureAwait(false)
             ?? throw new LockNotAvailableException(AdvisoryMessages.NotGranted(key, timeout!.Value), null);
     }
@@ -87,12 +69,7 @@ public static class AdvisoryLockDataSourceExtensions
     {
         ArgumentNullException.ThrowIfNull(dataSource);
         AdvisorySql.ValidateMode(mode);
-        if (timeout < TimeSpan.Zero && timeout != Timeout.InfiniteTimeSpan)
-        {
-            throw new ArgumentOutOfRangeException(nameof(timeout), timeout, "The timeout cannot be negative. Use TimeSpan.Zero not to wait, or Timeout.InfiniteTimeSpan to wait as long as it takes.");
-        }
-
-        return await AcquireInTransactionAsync(dataSource, key, timeout, mode, cancellationToken).ConfigureAwait(false);
+        return await AcquireInTransactionAsync(dataSource, key, LockTimeout.ValidateTry(timeout, nameof(timeout)), mode, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -111,16 +88,13 @@ public static class AdvisoryLockDataSourceExtensions
     {
         ArgumentNullException.ThrowIfNull(dataSource);
         AdvisorySql.ValidateMode(mode);
-        if (timeout is { } t && t != Timeout.InfiniteTimeSpan)
-        {
-            LockTimeout.Validate(t, nameof(timeout));
-        }
-
-        return await AcquireInTransactionAsync(dataSource, key, timeout ?? Timeout.InfiniteTimeSpan, mode, cancellationToken).ConfigureAwait(false)
+        timeout = LockTimeout.ValidateWait(timeout, nameof(timeout));
+        return await AcquireInTransactionAsync(dataSource, key, timeout, mode, cancellationToken).ConfigureAwait(false)
             ?? throw new LockNotAvailableException(AdvisoryMessages.NotGranted(key, timeout!.Value), null);
     }
 
-    private static async Task<AdvisoryLockHandle?> AcquireInTransactionAsync(NpgsqlDataSource dataSource, AdvisoryLockKey key, TimeSpan timeout,
+    // timeout: null waits forever; zero does not wait; positive waits at most that long.
+    private static async Task<AdvisoryLockHandle?> AcquireInTransactionAsync(NpgsqlDataSource dataSource, AdvisoryLockKey key, TimeSpan? timeout,
         AdvisoryLockMode mode, CancellationToken cancellationToken)
     {
         var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
@@ -137,7 +111,7 @@ public static class AdvisoryLockDataSourceExtensions
             {
                 try
                 {
-                    await transaction.AcquireAdvisoryLockAsync(key, timeout == Timeout.InfiniteTimeSpan ? null : timeout, mode, cancellationToken).ConfigureAwait(false);
+                    await transaction.AcquireAdvisoryLockAsync(key, timeout, mode, cancellationToken).ConfigureAwait(false);
                     acquired = true;
                 }
                 catch (LockNotAvailableException)
@@ -164,21 +138,12 @@ public static class AdvisoryLockDataSourceExtensions
     /// <summary>Disposing the transaction rolls it back, which releases any transaction-scoped lock it took.</summary>
     private static async Task DisposeQuietlyAsync(NpgsqlTransaction? transaction, NpgsqlConnection connection)
     {
-        try
+        if (transaction is not null)
         {
-            if (transaction is not null)
-            {
-                await transaction.DisposeAsync().ConfigureAwait(false);
-            }
+            await LockConnection.ReleaseOrDiscardAsync(connection, () => transaction.DisposeAsync().AsTask()).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is NpgsqlException or InvalidOperationException or IOException)
-        {
-            NpgsqlConnection.ClearPool(connection);
-        }
-        finally
-        {
-            await connection.DisposeAsync().ConfigureAwait(false);
-        }
+
+        await connection.DisposeAsync().ConfigureAwait(false);
     }
 
     // timeout: null waits forever; zero does not wait; positive waits at most that long.
@@ -213,7 +178,7 @@ public static class AdvisoryLockDataSourceExtensions
                 if (timeout is { } t && t > TimeSpan.Zero)
                 {
                     Log.AdvisoryTimedOut(logger, key, mode, LockTimeout.Milliseconds(t));
-                    RowLockTelemetry.LockNotAvailable.Add(1, new KeyValuePair<string, object?>("rowlock.lock.kind", "advisory"));
+                    RowLockTelemetry.CountLockNotAvailable("advisory");
                 }
                 else
                 {
@@ -272,7 +237,7 @@ public static class AdvisoryLockDataSourceExtensions
     /// </summary>
     private static async Task AbandonAsync(NpgsqlConnection connection, bool inTransaction)
     {
-        try
+        await LockConnection.ReleaseOrDiscardAsync(connection, async () =>
         {
             if (connection.State == System.Data.ConnectionState.Open)
             {
@@ -282,15 +247,8 @@ public static class AdvisoryLockDataSourceExtensions
                     await cleanup.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
                 }
             }
-        }
-        catch (Exception e) when (e is NpgsqlException or InvalidOperationException or IOException)
-        {
-            NpgsqlConnection.ClearPool(connection);
-        }
-        finally
-        {
-            await connection.DisposeAsync().ConfigureAwait(false);
-        }
+        }).ConfigureAwait(false);
+        await connection.DisposeAsync().ConfigureAwait(false);
     }
 
     private static async Task<object?> ScalarAsync(NpgsqlCommand command, CancellationToken cancellationToken)

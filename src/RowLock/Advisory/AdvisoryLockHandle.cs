@@ -94,7 +94,7 @@ public sealed class AdvisoryLockHandle : IAsyncDisposable
 
     private async Task UnlockAsync()
     {
-        try
+        var failure = await LockConnection.ReleaseOrDiscardAsync(_connection, async () =>
         {
             if (_transaction is not null)
             {
@@ -107,8 +107,7 @@ public sealed class AdvisoryLockHandle : IAsyncDisposable
             var command = AdvisorySql.Command(AdvisorySql.Unlock(Mode), Key, _connection, transaction: null);
             await using (command.ConfigureAwait(false))
             {
-                var released = (bool)(await command.ExecuteScalarAsync(CancellationToken.None).ConfigureAwait(false))!;
-                if (released)
+                if ((bool)(await command.ExecuteScalarAsync(CancellationToken.None).ConfigureAwait(false))!)
                 {
                     Log.AdvisoryReleased(_logger, Key, Mode);
                 }
@@ -117,12 +116,12 @@ public sealed class AdvisoryLockHandle : IAsyncDisposable
                     Log.AdvisoryNotHeldAtRelease(_logger, Key);
                 }
             }
-        }
-        catch (Exception e) when (e is NpgsqlException or InvalidOperationException or IOException)
+        }).ConfigureAwait(false);
+
+        if (failure is not null)
         {
-            // Whatever state the session is in, it must not go back to the pool while it may hold the lock.
-            Log.AdvisoryReleaseFailed(_logger, Key, e);
-            NpgsqlConnection.ClearPool(_connection);
+            // Whatever state the session was in, it was not returned to the pool while it may hold the lock.
+            Log.AdvisoryReleaseFailed(_logger, Key, failure);
         }
     }
 

@@ -61,15 +61,7 @@ public static class AdvisoryLockTransactionExtensions
         AdvisoryLockMode mode = AdvisoryLockMode.Exclusive, CancellationToken cancellationToken = default)
     {
         AdvisorySql.ValidateMode(mode);
-        if (timeout is { } t && t != Timeout.InfiniteTimeSpan)
-        {
-            LockTimeout.Validate(t, nameof(timeout));
-        }
-        else
-        {
-            timeout = null;
-        }
-
+        timeout = LockTimeout.ValidateWait(timeout, nameof(timeout));
         var connection = TransactionGuard.RequireActive(transaction, nameof(transaction));
         var logger = RowLockLogging.Advisory;
         if (timeout is null)
@@ -113,7 +105,7 @@ public static class AdvisoryLockTransactionExtensions
                 }
 
                 Log.AdvisoryTimedOut(logger, key, mode, LockTimeout.Milliseconds(timeout.Value));
-                RowLockTelemetry.LockNotAvailable.Add(1, new KeyValuePair<string, object?>("rowlock.lock.kind", "advisory"));
+                RowLockTelemetry.CountLockNotAvailable("advisory");
                 throw new LockNotAvailableException(AdvisoryMessages.NotGranted(key, timeout.Value), e);
             }
         }

@@ -30,4 +30,8 @@ public static class RowLockTelemetry
 
     /// <summary><c>rowlock.lock.not_available</c>: NOWAIT and timed lock attempts that failed, tagged <c>rowlock.lock.kind</c> = row / advisory.</summary>
     internal static readonly Counter<long> LockNotAvailable = Meter.CreateCounter<long>("rowlock.lock.not_available", "{lock}", "Locks not available (NOWAIT or timeout).");
+
+    /// <summary>Counts a NOWAIT or timed lock that was not granted; <paramref name="kind"/> is <c>row</c> or <c>advisory</c>.</summary>
+    internal static void CountLockNotAvailable(string kind) =>
+        LockNotAvailable.Add(1, new KeyValuePair<string, object?>("rowlock.lock.kind", kind));
 }

@@ -28,6 +28,26 @@ internal static class LockTimeout
         return timeout;
     }
 
+    /// <summary>A wait that must wait: null or infinite means as long as it takes (null); otherwise a valid positive timeout.</summary>
+    public static TimeSpan? ValidateWait(TimeSpan? timeout, string paramName) =>
+        timeout is null || timeout == System.Threading.Timeout.InfiniteTimeSpan ? null : Validate(timeout.Value, paramName);
+
+    /// <summary>A try: zero means do not wait, infinite means as long as it takes (null); otherwise a valid positive timeout.</summary>
+    public static TimeSpan? ValidateTry(TimeSpan timeout, string paramName)
+    {
+        if (timeout == System.Threading.Timeout.InfiniteTimeSpan)
+        {
+            return null;
+        }
+
+        if (timeout < TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(paramName, timeout, "The timeout cannot be negative. Use TimeSpan.Zero not to wait, or Timeout.InfiniteTimeSpan to wait as long as it takes.");
+        }
+
+        return timeout == TimeSpan.Zero ? timeout : Validate(timeout, paramName);
+    }
+
     /// <summary>Whole milliseconds, rounded up so that a sub-millisecond timeout does not become 0 (which means "no timeout").</summary>
     public static int Milliseconds(TimeSpan timeout) => (int)Math.Min(int.MaxValue, Math.Ceiling(timeout.TotalMilliseconds));
 

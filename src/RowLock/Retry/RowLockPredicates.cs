@@ -52,8 +52,12 @@ public static class RowLockPredicates
     /// available only when <paramref name="includeLockNotAvailable"/> is set. Never statement timeouts or cancellation (57014).
     /// </summary>
     public static bool IsRetryable(Exception? exception, bool includeLockNotAvailable = false) =>
+        IsRetryable(exception, includeLockNotAvailable, includeConnectionLoss: true);
+
+    internal static bool IsRetryable(Exception? exception, bool includeLockNotAvailable, bool includeConnectionLoss) =>
         exception is not OperationCanceledException &&
-        (IsSerializationFailure(exception) || IsDeadlock(exception) || IsConnectionLoss(exception) ||
+        (IsSerializationFailure(exception) || IsDeadlock(exception) ||
+         (includeConnectionLoss && IsConnectionLoss(exception)) ||
          (includeLockNotAvailable && IsLockNotAvailable(exception)));
 
     /// <summary>

@@ -39,8 +39,5 @@ public class RowLockRetryStrategyOptions : RetryStrategyOptions
 
     /// <summary>The default decision: what <see cref="RowLockPredicates"/> calls retryable under these options.</summary>
     public bool ShouldRetry(Exception exception) =>
-        exception is not OperationCanceledException &&
-        (RowLockPredicates.IsSerializationFailure(exception) || RowLockPredicates.IsDeadlock(exception) ||
-         (RetryOnConnectionLoss && RowLockPredicates.IsConnectionLoss(exception)) ||
-         (RetryOnLockNotAvailable && RowLockPredicates.IsLockNotAvailable(exception)));
+        RowLockPredicates.IsRetryable(exception, RetryOnLockNotAvailable, RetryOnConnectionLoss);
 }

@@ -56,7 +56,7 @@ public static class RowLockTransactionExtensions
         var connection = TransactionGuard.RequireActive(transaction, nameof(transaction));
         var clause = RowLockClause.ForUpdate.SkipLocked();
         var sql = string.Create(CultureInfo.InvariantCulture, $"{selectSql}\nLIMIT {limit}\n{clause.ToSql()}");
-        return QueryLockedAsync<T>(connection, transaction, sql, null, clause, cancellationToken, param);
+        return QueryLockedAsync<T>(connection, transaction, sql, param, clause, cancellationToken);
     }
 
     /// <summary>
@@ -105,11 +105,11 @@ public static class RowLockTransactionExtensions
     /// caller's lock_timeout inside the same batch, so the timeout never applies to later statements.
     /// </summary>
     private static async Task<IReadOnlyList<T>> QueryLockedAsync<T>(NpgsqlConnection connection, NpgsqlTransaction transaction,
-        string lockingSql, object? param, RowLockClause clause, CancellationToken cancellationToken, object? extraParam = null)
+        string lockingSql, object? param, RowLockClause clause, CancellationToken cancellationToken)
     {
         try
         {
-            return await QueryLockedCoreAsync<T>(connection, transaction, lockingSql, param ?? extraParam, clause, cancellationToken).ConfigureAwait(false);
+            return await QueryLockedCoreAsync<T>(connection, transaction, lockingSql, param, clause, cancellationToken).ConfigureAwait(false);
         }
         catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.ReadOnlySqlTransaction)
         {
@@ -169,7 +169,7 @@ public static class RowLockTransactionExtensions
             await rollback.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
         }
 
-        RowLockTelemetry.LockNotAvailable.Add(1, new KeyValuePair<string, object?>("rowlock.lock.kind", "row"));
+        RowLockTelemetry.CountLockNotAvailable("row");
         return new LockNotAvailableException(LockNotAvailableException.RowMessage, error);
     }
 }
