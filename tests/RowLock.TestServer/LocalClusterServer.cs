@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using Npgsql;
 
 namespace RowLock.TestServer;
@@ -31,7 +29,7 @@ internal sealed class LocalClusterServer : PostgresServer
 
     private string DataDirectory => Path.Combine(_root, "data");
 
-    private static bool IsRoot => Environment.UserName == "root";
+    private static bool IsRoot => LocalMachine.IsRoot;
 
     public override bool CanRestart => true;
 
@@ -54,7 +52,7 @@ internal sealed class LocalClusterServer : PostgresServer
             // A port taken between probing and binding makes pg_ctl fail; try a few.
             for (var attempt = 1; ; attempt++)
             {
-                var port = FreePort();
+                var port = LocalMachine.FreePort();
                 var settings = $"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=128MB";
                 if (fastUnsafe)
                 {
@@ -175,13 +173,6 @@ internal sealed class LocalClusterServer : PostgresServer
             throw new InvalidOperationException(
                 $"{Path.GetFileName(program)} {string.Join(' ', arguments)} exited with {process.ExitCode}: {await error.ConfigureAwait(false)}{await output.ConfigureAwait(false)}");
         }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     private static void StartWatchdog(string binaries, string root)

@@ -43,7 +43,7 @@ public sealed class PgBouncer : IAsyncDisposable
         var server = new NpgsqlConnectionStringBuilder(serverConnectionString);
         var root = Path.Combine(Path.GetTempPath(), "rowlock-pgbouncer-" + Guid.NewGuid().ToString("N")[..12]);
         Directory.CreateDirectory(root);
-        var port = FreePort();
+        var port = LocalMachine.FreePort();
         var config = Path.Combine(root, "pgbouncer.ini");
         await File.WriteAllTextAsync(Path.Combine(root, "userlist.txt"), $"\"{server.Username}\" \"{server.Password ?? ""}\"\n", cancellationToken).ConfigureAwait(false);
         await File.WriteAllTextAsync(config, string.Create(CultureInfo.InvariantCulture, $"""
@@ -68,7 +68,7 @@ public sealed class PgBouncer : IAsyncDisposable
             pidfile = {root}/pgbouncer.pid
             """), cancellationToken).ConfigureAwait(false);
 
-        var asRoot = Environment.UserName == "root";
+        var asRoot = LocalMachine.IsRoot;
         if (asRoot)
         {
             using var chown = Process.Start("chown", ["-R", "postgres:postgres", root])!;
@@ -152,12 +152,5 @@ public sealed class PgBouncer : IAsyncDisposable
         }
 
         throw new TimeoutException("pgbouncer did not start listening within 5 s.");
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }
