@@ -7,17 +7,10 @@ namespace RowLock.Tests;
 /// <summary>Row-lock helpers on a real server, with several connections racing on the same rows.</summary>
 public sealed class RowLockTests(DatabaseFixture db) : IClassFixture<DatabaseFixture>
 {
-    private async Task<string> HotRowAsync()
-    {
-        var table = "hot_" + Guid.NewGuid().ToString("N")[..8];
-        await db.ExecuteAsync($"CREATE TABLE {table} (id int PRIMARY KEY, v int NOT NULL); INSERT INTO {table} VALUES (1, 0);");
-        return table;
-    }
-
     [Fact]
     public async Task Sixteen_workers_incrementing_a_locked_hot_row_lose_no_update()
     {
-        var table = await HotRowAsync();
+        var table = await db.CreateHotRowTableAsync("hot");
         await Workers.RaceAsync(16, async _ =>
         {
             for (var i = 0; i < 50; i++)
@@ -37,7 +30,7 @@ public sealed class RowLockTests(DatabaseFixture db) : IClassFixture<DatabaseFix
     public async Task Without_the_lock_the_same_read_modify_write_loses_updates()
     {
         // Both workers read before either writes (a barrier forces the interleaving that happens under load).
-        var table = await HotRowAsync();
+        var table = await db.CreateHotRowTableAsync("hot");
         var bothRead = new AsyncBarrier(2);
         await Workers.RaceAsync(2, async _ =>
         {
@@ -101,7 +94,7 @@ public sealed class RowLockTests(DatabaseFixture db) : IClassFixture<DatabaseFix
     [Fact]
     public async Task Nowait_fails_at_once_with_a_typed_exception_and_the_transaction_goes_on()
     {
-        var table = await HotRowAsync();
+        var table = await db.CreateHotRowTableAsync("hot");
         await using var holder = await db.DataSource.OpenConnectionAsync();
         await using var holderTx = await holder.BeginTransactionAsync();
         await holderTx.LockRowsAsync<int>($"SELECT v FROM {table} WHERE id = 1", null, RowLockClause.ForUpdate);
@@ -125,7 +118,7 @@ public sealed class RowLockTests(DatabaseFixture db) : IClassFixture<DatabaseFix
     [Fact]
     public async Task Nowait_on_a_free_row_locks_it()
     {
-        var table = await HotRowAsync();
+        var table = await db.CreateHotRowTableAsync("hot");
         await using var connection = await db.DataSource.OpenConnectionAsync();
         await using var tx = await connection.BeginTransactionAsync();
         var rows = await tx.LockRowsAsync<int>($"SELECT v FROM {table} WHERE id = 1", null, RowLockClause.ForUpdate.NoWait());
@@ -140,7 +133,7 @@ public sealed class RowLockTests(DatabaseFixture db) : IClassFixture<DatabaseFix
     [Fact]
     public async Task A_lock_timeout_fails_the_waiter_and_does_not_leak_into_later_statements()
     {
-        var table = await HotRowAsync();
+        var table = await db.CreateHotRowTableAsync("hot");
         await using var holder = await db.DataSource.OpenConnectionAsync();
         await using var holderTx = await holder.BeginTransactionAsync();
         await holderTx.LockRowsAsync<int>($"SELECT v FROM {table} WHERE id = 1", null, RowLockClause.ForUpdate);
@@ -217,7 +210,7 @@ public sealed class RowLockTests(DatabaseFixture db) : IClassFixture<DatabaseFix
     [Fact]
     public async Task Key_share_lets_no_key_update_through_but_blocks_delete()
     {
-        var table = await HotRowAsync();
+        var table = await db.CreateHotRowTableAsync("hot");
         await using var holder = await db.DataSource.OpenConnectionAsync();
         await using var holderTx = await holder.BeginTransactionAsync();
         await holderTx.LockRowsAsync<int>($"SELECT v FROM {table} WHERE id = 1", null, RowLockClause.ForKeyShare);
@@ -237,7 +230,7 @@ public sealed class RowLockTests(DatabaseFixture db) : IClassFixture<DatabaseFix
     [Fact]
     public async Task Share_blocks_for_update_and_other_shares_coexist()
     {
-        var table = await HotRowAsync();
+        var table = await db.CreateHotRowTableAsync("hot");
         await using var holder = await db.DataSource.OpenConnectionAsync();
         await using var holderTx = await holder.BeginTransactionAsync();
         await holderTx.LockRowsAsync<int>($"SELECT v FROM {table} WHERE id = 1", null, RowLockClause.ForShare);
@@ -349,7 +342,7 @@ public sealed class RowLockTests(DatabaseFixture db) : IClassFixture<DatabaseFix
     [Fact]
     public async Task A_row_lock_on_a_read_only_connection_says_to_target_the_primary()
     {
-        var table = await HotRowAsync();
+        var table = await db.CreateHotRowTableAsync("hot");
         await using var readOnly = db.CreateDataSource(b => b.Options = "-c default_transaction_read_only=on");
         await using var connection = await readOnly.OpenConnectionAsync();
         await using var tx = await connection.BeginTransactionAsync();

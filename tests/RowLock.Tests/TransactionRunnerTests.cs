@@ -21,13 +21,6 @@ public sealed class TransactionRunnerTests(DatabaseFixture db) : IClassFixture<D
         return new TransactionRunner(dataSource ?? db.DataSource, options, logger);
     }
 
-    private async Task<string> CounterAsync()
-    {
-        var table = "counter_" + Guid.NewGuid().ToString("N")[..8];
-        await db.ExecuteAsync($"CREATE TABLE {table} (id int PRIMARY KEY, v int NOT NULL); INSERT INTO {table} VALUES (1, 0);");
-        return table;
-    }
-
     [Fact]
     public async Task Opposite_order_transfers_deadlock_and_the_loser_is_rerun_whole()
     {
@@ -66,7 +59,7 @@ public sealed class TransactionRunnerTests(DatabaseFixture db) : IClassFixture<D
     [Fact]
     public async Task Repeatable_read_increments_through_the_runner_are_exact_and_retries_are_counted()
     {
-        var table = await CounterAsync();
+        var table = await db.CreateHotRowTableAsync("counter");
         var retries = 0;
         var logger = new ListLogger<TransactionRunner>();
         var runner = Runner(o =>
@@ -122,7 +115,7 @@ public sealed class TransactionRunnerTests(DatabaseFixture db) : IClassFixture<D
     [Fact]
     public async Task Without_retry_the_same_repeatable_read_race_surfaces_40001()
     {
-        var table = await CounterAsync();
+        var table = await db.CreateHotRowTableAsync("counter");
         var runner = Runner(o =>
         {
             o.IsolationLevel = IsolationLevel.RepeatableRead;
@@ -271,7 +264,7 @@ public sealed class TransactionRunnerTests(DatabaseFixture db) : IClassFixture<D
     [Fact]
     public async Task Cancelling_during_a_lock_wait_cancels_the_server_wait_and_returns_a_clean_connection()
     {
-        var table = await CounterAsync();
+        var table = await db.CreateHotRowTableAsync("counter");
         await using var pool = db.CreateDataSource(b => b.MaxPoolSize = 1);
         await using var holder = await db.DataSource.OpenConnectionAsync();
         await using var holderTx = await holder.BeginTransactionAsync();

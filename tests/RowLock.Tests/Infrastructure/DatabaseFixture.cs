@@ -32,6 +32,14 @@ public sealed class DatabaseFixture : IAsyncLifetime
         return NpgsqlDataSource.Create(builder.ConnectionString);
     }
 
+    /// <summary>Creates a uniquely named table <c>(id int PRIMARY KEY, v int NOT NULL)</c> holding the row (1, 0): one hot row.</summary>
+    public async Task<string> CreateHotRowTableAsync(string prefix)
+    {
+        var table = prefix + "_" + Guid.NewGuid().ToString("N")[..8];
+        await ExecuteAsync($"CREATE TABLE {table} (id int PRIMARY KEY, v int NOT NULL); INSERT INTO {table} VALUES (1, 0);");
+        return table;
+    }
+
     public async Task ExecuteAsync(string sql, object? param = null)
     {
         await using var connection = await DataSource.OpenConnectionAsync();
