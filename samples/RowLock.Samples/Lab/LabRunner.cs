@@ -8,7 +8,7 @@ namespace RowLock.Samples.Lab;
 /// <summary>Runs scenarios and prints the comparison table.</summary>
 public static class LabRunner
 {
-    /// <summary>Every scenario, in the order of DESIGN.md.</summary>
+    /// <summary>Every scenario, in the order README presents them.</summary>
     public static IReadOnlyList<Scenario> All { get; } =
         [new HotRecord(), new FifoStock(), new EditConflict(), new CronBatch(), new OneTimeJob(), new DeadlockRetry()];
 
