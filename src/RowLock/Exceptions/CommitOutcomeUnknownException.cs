@@ -13,4 +13,7 @@ public sealed class CommitOutcomeUnknownException : RowLockException
             (innerException as Npgsql.PostgresException)?.SqlState, innerException)
     {
     }
+
+    /// <summary>False: running the unit of work again could apply it twice. Check the data first.</summary>
+    public override bool IsTransient => false;
 }

@@ -23,6 +23,11 @@ public sealed class RetryLimitExceededException : RowLockException
     /// <summary>How many times the unit of work ran (the first run plus the retries).</summary>
     public int Attempts { get; }
 
+    /// <summary>As the last failure: transient when it was (another run later may succeed), false otherwise.</summary>
+    public override bool IsTransient => InnerException is System.Data.Common.DbException db
+        ? db.IsTransient
+        : RowLockPredicates.IsRetryable(InnerException, includeLockNotAvailable: true);
+
     private static string Describe(string? sqlState) => sqlState switch
     {
         null => "a lost connection",

@@ -1,11 +1,17 @@
+using System.Data.Common;
+
 namespace RowLock;
 
 /// <summary>
 /// Base class of the exceptions RowLock throws for database outcomes (as opposed to misuse, which gets
-/// <see cref="ArgumentException"/> or <see cref="InvalidOperationException"/>).
+/// <see cref="ArgumentException"/> or <see cref="InvalidOperationException"/>). It is a <see cref="DbException"/>, so
+/// retry policies that classify on <see cref="DbException.IsTransient"/> (Polly, EF Core, your own) treat each subclass
+/// right: a lock that was not available is transient, a COMMIT whose outcome is unknown is not.
 /// </summary>
-public class RowLockException : Exception
+public class RowLockException : DbException
 {
+    private readonly string? _sqlState;
+
     /// <summary>Creates an exception with a message.</summary>
     public RowLockException(string message)
         : base(message)
@@ -22,9 +28,9 @@ public class RowLockException : Exception
     public RowLockException(string message, string? sqlState, Exception? innerException)
         : base(message, innerException)
     {
-        SqlState = sqlState;
+        _sqlState = sqlState;
     }
 
     /// <summary>The PostgreSQL SQLSTATE behind this failure (see <c>Npgsql.PostgresErrorCodes</c>), or null when none applies.</summary>
-    public string? SqlState { get; }
+    public override string? SqlState => _sqlState;
 }
