@@ -1,5 +1,6 @@
 using System.Data;
 using Dapper;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using RowLock.Tests.Infrastructure;
@@ -40,6 +41,48 @@ public sealed class DependencyInjectionTests(DatabaseFixture db) : IClassFixture
 
         var isolation = await runner.RunAsync((tx, ct) => tx.Connection!.ExecuteScalarAsync<string>("SHOW transaction_isolation", transaction: tx));
         Assert.Equal("repeatable read", isolation);
+    }
+
+    [Fact]
+    public void AddRowLock_binds_the_runner_options_from_configuration()
+    {
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["RowLock:IsolationLevel"] = "Serializable",
+            ["RowLock:Retry:MaxRetryAttempts"] = "4",
+            ["RowLock:Retry:Delay"] = "00:00:00.020",
+            ["RowLock:Retry:MaxDelay"] = "00:00:02",
+            ["RowLock:Retry:UseJitter"] = "false",
+            ["RowLock:Retry:RetryOnLockNotAvailable"] = "true",
+        }).Build();
+        var services = new ServiceCollection();
+        services.AddSingleton(db.DataSource);
+        services.AddRowLock(configuration.GetSection("RowLock"), options => options.Retry.MaxDelay = TimeSpan.FromSeconds(3));
+        using var provider = services.BuildServiceProvider();
+
+        var options = provider.GetRequiredService<TransactionRunner>().Options;
+        Assert.Equal(IsolationLevel.Serializable, options.IsolationLevel);
+        Assert.Equal(4, options.Retry.MaxRetryAttempts);
+        Assert.Equal(TimeSpan.FromMilliseconds(20), options.Retry.Delay);
+        Assert.Equal(TimeSpan.FromSeconds(3), options.Retry.MaxDelay); // the delegate runs after binding
+        Assert.False(options.Retry.UseJitter);
+        Assert.True(options.Retry.RetryOnLockNotAvailable);
+        Assert.True(options.Retry.ShouldRetry(new LockNotAvailableException())); // the predicate survives binding
+    }
+
+    [Fact]
+    public void Out_of_range_configuration_fails_when_the_runner_is_built_with_pollys_message()
+    {
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["RowLock:Retry:MaxRetryAttempts"] = "0",
+        }).Build();
+        var services = new ServiceCollection();
+        services.AddSingleton(db.DataSource);
+        services.AddRowLock(configuration.GetSection("RowLock"));
+        using var provider = services.BuildServiceProvider();
+        var error = Assert.Throws<System.ComponentModel.DataAnnotations.ValidationException>(() => provider.GetRequiredService<TransactionRunner>());
+        Assert.Contains("MaxRetryAttempts", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
@@ -26,6 +27,37 @@ public static class RowLockServiceCollectionExtensions
         {
             options.Configure(configure);
         }
+
+        return AddRunner(services);
+    }
+
+    /// <summary>
+    /// Like <see cref="AddRowLock(IServiceCollection, Action{TransactionRunnerOptions})"/>, with the runner options bound from
+    /// configuration, e.g. <c>services.AddRowLock(builder.Configuration.GetSection("RowLock"))</c> over
+    /// <c>{ "RowLock": { "IsolationLevel": "RepeatableRead", "Retry": { "MaxRetryAttempts": 5, "Delay": "00:00:00.020", "MaxDelay": "00:00:02" } } }</c>.
+    /// Keys: <c>IsolationLevel</c>; under <c>Retry</c> every plain property of <see cref="RowLockRetryStrategyOptions"/>
+    /// (<c>MaxRetryAttempts</c>, <c>Delay</c>, <c>MaxDelay</c>, <c>BackoffType</c>, <c>UseJitter</c>, <c>RetryOnConnectionLoss</c>,
+    /// <c>RetryOnLockNotAvailable</c>). Values are validated when the runner is built (Polly's validation).
+    /// </summary>
+    /// <param name="services">The service collection.</param>
+    /// <param name="configuration">The section holding the runner options.</param>
+    /// <param name="configure">Runs after binding, for what configuration cannot hold (delegates, a clock); null for none.</param>
+    /// <returns>The same service collection.</returns>
+    public static IServiceCollection AddRowLock(this IServiceCollection services, IConfiguration configuration, Action<TransactionRunnerOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        ArgumentNullException.ThrowIfNull(configuration);
+        var options = services.AddOptions<TransactionRunnerOptions>().Bind(configuration);
+        if (configure is not null)
+        {
+            options.Configure(configure);
+        }
+
+        return AddRunner(services);
+    }
+
+    private static IServiceCollection AddRunner(IServiceCollection services)
+    {
 
         services.TryAddSingleton(provider =>
         {
