@@ -28,7 +28,7 @@ public static class RowLockTransactionExtensions
     public static Task<IReadOnlyList<T>> LockRowsAsync<T>(this NpgsqlTransaction transaction, string selectSql, object? param,
         RowLockClause clause, CancellationToken cancellationToken = default)
     {
-        SqlText.ValidateSelect(selectSql, nameof(selectSql), forbidLimit: false);
+        SqlText.ValidateSelect(selectSql, nameof(selectSql), clause, claim: false);
         var connection = TransactionGuard.RequireActive(transaction, nameof(transaction));
         return QueryLockedAsync<T>(connection, transaction, selectSql + "\n" + clause.ToSql(), param, clause, cancellationToken);
     }
@@ -52,9 +52,9 @@ public static class RowLockTransactionExtensions
         int limit, CancellationToken cancellationToken = default)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
-        SqlText.ValidateSelect(selectSql, nameof(selectSql), forbidLimit: true);
-        var connection = TransactionGuard.RequireActive(transaction, nameof(transaction));
         var clause = RowLockClause.ForUpdate.SkipLocked();
+        SqlText.ValidateSelect(selectSql, nameof(selectSql), clause, claim: true);
+        var connection = TransactionGuard.RequireActive(transaction, nameof(transaction));
         var sql = string.Create(CultureInfo.InvariantCulture, $"{selectSql}\nLIMIT {limit}\n{clause.ToSql()}");
         return QueryLockedAsync<T>(connection, transaction, sql, param, clause, cancellationToken);
     }
@@ -138,6 +138,11 @@ public static class RowLockTransactionExtensions
                 {
                     throw await LockNotAvailableAsync(connection, transaction, e).ConfigureAwait(false);
                 }
+                catch (PostgresException)
+                {
+                    await RollBackToSavepointAsync(connection, transaction).ConfigureAwait(false);
+                    throw;
+                }
 
             case LockWaitPolicy.Timeout:
                 try
@@ -153,9 +158,41 @@ public static class RowLockTransactionExtensions
                 {
                     throw await LockNotAvailableAsync(connection, transaction, e).ConfigureAwait(false);
                 }
+                catch (PostgresException)
+                {
+                    await RollBackToSavepointAsync(connection, transaction).ConfigureAwait(false);
+                    throw;
+                }
 
             default:
                 throw new ArgumentOutOfRangeException(nameof(clause), clause.WaitPolicy, "Unknown wait policy.");
+        }
+    }
+
+    /// <summary>
+    /// Any other server error inside the savepoint (a view hiding DISTINCT, an outer join's nullable side behind a view,
+    /// a function that fails...): roll back to the savepoint too, so the caller's transaction stays usable, then let the
+    /// error go on. If the savepoint was never set (the transaction was already aborted) or the connection broke, the
+    /// rollback fails and the original error tells the story.
+    /// </summary>
+    private static async Task RollBackToSavepointAsync(NpgsqlConnection connection, NpgsqlTransaction transaction)
+    {
+        if (connection.State != System.Data.ConnectionState.Open || TransactionGuard.IsCompleted(transaction))
+        {
+            return;
+        }
+
+        var rollback = new NpgsqlCommand($"ROLLBACK TO SAVEPOINT {Savepoint}; RELEASE SAVEPOINT {Savepoint}", connection, transaction);
+        await using (rollback.ConfigureAwait(false))
+        {
+            try
+            {
+                await rollback.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (NpgsqlException)
+            {
+                // See above: the caller gets the original error.
+            }
         }
     }
 
