@@ -105,7 +105,9 @@ public sealed class RowLockTests(DatabaseFixture db) : IClassFixture<DatabaseFix
         var error = await Assert.ThrowsAsync<LockNotAvailableException>(() =>
             editorTx.LockRowsAsync<int>($"SELECT v FROM {table} WHERE id = 1", null, RowLockClause.ForUpdate.NoWait()));
 
-        Assert.Equal("This record is being modified by someone else; try again in a moment.", error.Message);
+        Assert.Equal("This record is being modified by someone else; try again in a moment.", error.UserMessage);
+        Assert.StartsWith("55P03 lock_not_available: FOR UPDATE NOWAIT could not lock a row", error.Message, StringComparison.Ordinal);
+        Assert.True(error.IsTransient);
         Assert.Equal(PostgresErrorCodes.LockNotAvailable, error.SqlState);
         Assert.Equal(PostgresErrorCodes.LockNotAvailable, error.PostgresException?.SqlState);
 

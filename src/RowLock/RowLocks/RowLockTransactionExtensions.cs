@@ -136,7 +136,7 @@ public static class RowLockTransactionExtensions
                 }
                 catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable)
                 {
-                    throw await LockNotAvailableAsync(connection, transaction, e).ConfigureAwait(false);
+                    throw await LockNotAvailableAsync(connection, transaction, clause, e).ConfigureAwait(false);
                 }
                 catch (PostgresException)
                 {
@@ -156,7 +156,7 @@ public static class RowLockTransactionExtensions
                 }
                 catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable)
                 {
-                    throw await LockNotAvailableAsync(connection, transaction, e).ConfigureAwait(false);
+                    throw await LockNotAvailableAsync(connection, transaction, clause, e).ConfigureAwait(false);
                 }
                 catch (PostgresException)
                 {
@@ -196,7 +196,7 @@ public static class RowLockTransactionExtensions
         }
     }
 
-    private static async Task<LockNotAvailableException> LockNotAvailableAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, PostgresException error)
+    private static async Task<LockNotAvailableException> LockNotAvailableAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, RowLockClause clause, PostgresException error)
     {
         // Undo the failed statement (and the SET LOCAL) so the caller's transaction can go on; CancellationToken.None
         // because leaving the transaction aborted would be worse than a short wait.
@@ -207,6 +207,8 @@ public static class RowLockTransactionExtensions
         }
 
         RowLockTelemetry.CountLockNotAvailable("row");
-        return new LockNotAvailableException(LockNotAvailableException.RowMessage, error);
+        return new LockNotAvailableException(
+            $"55P03 lock_not_available: {clause} could not lock a row that another transaction holds. Your transaction is still usable. Show end users UserMessage.",
+            LockNotAvailableException.RowMessage, error);
     }
 }
