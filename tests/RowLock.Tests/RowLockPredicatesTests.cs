@@ -6,7 +6,12 @@ namespace RowLock.Tests;
 /// <summary>The classification is a pure function of the exception; server-made errors are covered by the runner tests.</summary>
 public sealed class RowLockPredicatesTests
 {
+    /// <summary>25P03 idle_in_transaction_session_timeout; Npgsql has no constant for it.</summary>
+    private const string IdleInTransactionSessionTimeout = "25P03";
+
     private static PostgresException Pg(string sqlState) => new("message", "ERROR", "ERROR", sqlState);
+
+    private static PostgresException Fatal(string sqlState, string severity = "FATAL") => new("message", severity, severity, sqlState);
 
     [Fact]
     public void Serialization_failures_and_deadlocks_are_retryable_through_wrappers()
@@ -46,6 +51,36 @@ public sealed class RowLockPredicatesTests
         Assert.False(RowLockPredicates.IsRetryable(new CommitOutcomeUnknownException(new NpgsqlException("broken", new IOException()))));
         Assert.False(new RowLockRetryStrategyOptions { RetryOnConnectionLoss = false }.ShouldRetry(new NpgsqlException("x", new IOException())));
     }
+
+    [Theory]
+    [InlineData(PostgresErrorCodes.AdminShutdown)]
+    [InlineData(PostgresErrorCodes.CrashShutdown)]
+    [InlineData(PostgresErrorCodes.CannotConnectNow)]
+    [InlineData(PostgresErrorCodes.IdleSessionTimeout)]
+    [InlineData(IdleInTransactionSessionTimeout)]
+    [InlineData(PostgresErrorCodes.DatabaseDropped)]
+    [InlineData(PostgresErrorCodes.TooManyConnections)]
+    [InlineData(PostgresErrorCodes.InternalError)]
+    public void A_session_ending_server_error_is_connection_loss(string sqlState)
+    {
+        Assert.True(RowLockPredicates.IsConnectionLoss(Fatal(sqlState)));
+        Assert.True(RowLockPredicates.IsRetryable(new InvalidOperationException("wrapped", Fatal(sqlState))));
+    }
+
+    [Fact]
+    public void The_session_ending_codes_are_connection_loss_whatever_their_severity_and_any_PANIC_is()
+    {
+        Assert.True(RowLockPredicates.IsConnectionLoss(Pg(PostgresErrorCodes.IdleSessionTimeout)));
+        Assert.True(RowLockPredicates.IsConnectionLoss(Pg(IdleInTransactionSessionTimeout)));
+        Assert.True(RowLockPredicates.IsConnectionLoss(Fatal(PostgresErrorCodes.InternalError, "PANIC")));
+    }
+
+    [Theory]
+    [InlineData(PostgresErrorCodes.InvalidPassword)]
+    [InlineData(PostgresErrorCodes.InvalidAuthorizationSpecification)]
+    [InlineData(PostgresErrorCodes.InvalidCatalogName)]
+    public void A_connection_refused_for_its_configuration_is_not_retried(string sqlState) =>
+        Assert.False(RowLockPredicates.IsRetryable(Fatal(sqlState)));
 
     [Fact]
     public void Cancellation_and_exhausted_retries_are_never_retried()

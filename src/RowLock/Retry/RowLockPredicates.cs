@@ -22,9 +22,12 @@ public static class RowLockPredicates
     public static bool IsLockNotAvailable(Exception? exception) => FindSqlState(exception) == PostgresErrorCodes.LockNotAvailable;
 
     /// <summary>
-    /// The connection failed or the server went away (network error, terminated backend 57P01, shutdown 57P02, starting
-    /// up 57P03, class 08). Safe to retry on a new connection when it happened before COMMIT was sent; RowLock reports a
-    /// loss during COMMIT as <see cref="CommitOutcomeUnknownException"/>, which this never matches.
+    /// The session ended or could not be had: a network error, class 08, or any server error that ends the session
+    /// (severity FATAL or PANIC, e.g. terminated backend 57P01, shutdown 57P02, starting up 57P03, idle-session timeout
+    /// 57P05, idle-in-transaction timeout 25P03, too many connections 53300). Safe to retry on a new connection when it
+    /// happened before COMMIT was sent; RowLock reports a loss during COMMIT as <see cref="CommitOutcomeUnknownException"/>,
+    /// which this never matches. A connection refused for its configuration (wrong password or role, class 28; no such
+    /// database, 3D000) is not a loss: retrying cannot fix it.
     /// </summary>
     public static bool IsConnectionLoss(Exception? exception)
     {
@@ -35,9 +38,8 @@ public static class RowLockPredicates
                 case RowLockException:
                     return false;
                 case PostgresException pg:
-                    return pg.SqlState.StartsWith("08", StringComparison.Ordinal)
-                        || pg.SqlState is PostgresErrorCodes.AdminShutdown or PostgresErrorCodes.CrashShutdown or PostgresErrorCodes.CannotConnectNow;
-                case IOException or SocketException or EndOfStreamException:
+                    return EndsSession(pg);
+                case ConnectionLostBeforeCommitException or IOException or SocketException or EndOfStreamException:
                     return true;
                 case AggregateException aggregate when aggregate.InnerExceptions.Count == 1:
                     return IsConnectionLoss(aggregate.InnerExceptions[0]);
@@ -59,6 +61,23 @@ public static class RowLockPredicates
         (IsSerializationFailure(exception) || IsDeadlock(exception) ||
          (includeConnectionLoss && IsConnectionLoss(exception)) ||
          (includeLockNotAvailable && IsLockNotAvailable(exception)));
+
+    /// <summary>25P03 idle_in_transaction_session_timeout (FATAL); Npgsql has no constant for it.</summary>
+    internal const string IdleInTransactionSessionTimeout = "25P03";
+
+    /// <summary>Did the server end (or refuse) the session with this error, for a reason a new connection can cure?</summary>
+    private static bool EndsSession(PostgresException pg)
+    {
+        if (pg.SqlState.StartsWith("28", StringComparison.Ordinal) || pg.SqlState == PostgresErrorCodes.InvalidCatalogName)
+        {
+            return false;
+        }
+
+        return pg.SqlState.StartsWith("08", StringComparison.Ordinal)
+            || pg.SqlState is PostgresErrorCodes.AdminShutdown or PostgresErrorCodes.CrashShutdown or PostgresErrorCodes.CannotConnectNow
+                or PostgresErrorCodes.IdleSessionTimeout or IdleInTransactionSessionTimeout
+            || pg.InvariantSeverity is "FATAL" or "PANIC";
+    }
 
     /// <summary>
     /// The SQLSTATE of the first server error found in <paramref name="exception"/> or its inner exceptions, or null.

@@ -23,8 +23,11 @@ public class RowLockRetryStrategyOptions : RetryStrategyOptions
         MaxDelay = RowLockRetryDefaults.MaxDelay;
         BackoffType = DelayBackoffType.Exponential;
         UseJitter = true;
-        ShouldHandle = args => new ValueTask<bool>(args.Outcome.Exception is { } e && ShouldRetry(e));
+        ShouldHandle = _defaultShouldHandle = DefaultShouldHandle();
     }
+
+    /// <summary>The predicate the constructor installs; it reads this instance's flags, so a snapshot needs its own.</summary>
+    private Func<RetryPredicateArguments<object>, ValueTask<bool>> _defaultShouldHandle;
 
     /// <summary>
     /// Also retry 55P03 lock_not_available (NOWAIT or a lock timeout), as Odoo does. Off by default: a NOWAIT usually
@@ -40,4 +43,24 @@ public class RowLockRetryStrategyOptions : RetryStrategyOptions
     /// <summary>The default decision: what <see cref="RowLockPredicates"/> calls retryable under these options.</summary>
     public bool ShouldRetry(Exception exception) =>
         RowLockPredicates.IsRetryable(exception, RetryOnLockNotAvailable, RetryOnConnectionLoss);
+
+    /// <summary>
+    /// A copy of every property, this class's and Polly's (including any Polly adds later), that no later change to
+    /// this instance affects. The default <see cref="RetryStrategyOptions{TResult}.ShouldHandle"/> is rebound to the
+    /// copy's flags; a predicate you set is kept as is.
+    /// </summary>
+    internal RowLockRetryStrategyOptions Snapshot()
+    {
+        var copy = (RowLockRetryStrategyOptions)MemberwiseClone();
+        copy._defaultShouldHandle = copy.DefaultShouldHandle();
+        if (ShouldHandle == _defaultShouldHandle)
+        {
+            copy.ShouldHandle = copy._defaultShouldHandle;
+        }
+
+        return copy;
+    }
+
+    private Func<RetryPredicateArguments<object>, ValueTask<bool>> DefaultShouldHandle() =>
+        args => new ValueTask<bool>(args.Outcome.Exception is { } e && ShouldRetry(e));
 }

@@ -16,4 +16,12 @@ public sealed class TransactionRunnerOptions
     /// <summary>The clock for backoff delays; tests can pass one that does not really sleep.</summary>
     /// <value>The default is <see cref="TimeProvider.System"/>.</value>
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
+
+    /// <summary>A copy, retry options included, that no later change to this instance affects.</summary>
+    internal TransactionRunnerOptions Snapshot()
+    {
+        var copy = (TransactionRunnerOptions)MemberwiseClone();
+        copy.Retry = Retry.Snapshot();
+        return copy;
+    }
 }

@@ -1,0 +1,51 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Polly.Retry;
+using Polly.Telemetry;
+
+namespace RowLock.Internal;
+
+/// <summary>
+/// Receives the runner's retry events from Polly (<c>ResiliencePipelineBuilder.TelemetryListener</c>) and turns them
+/// into RowLock's logs, metrics and trace events. The user's retry options reach Polly untouched, so every option
+/// (including ones Polly adds later) keeps working, and the user's <c>OnRetry</c> runs after this.
+/// </summary>
+internal sealed class RunnerTelemetryListener(ILogger logger) : TelemetryListener
+{
+    /// <summary>Polly's event names (<c>RetryConstants</c> in Polly.Core).</summary>
+    private const string ExecutionAttemptEvent = "ExecutionAttempt";
+    private const string OnRetryEvent = "OnRetry";
+
+    public override void Write<TResult, TArgs>(in TelemetryEventArguments<TResult, TArgs> args)
+    {
+        switch (args.Event.EventName)
+        {
+            case ExecutionAttemptEvent when args.Arguments is ExecutionAttemptArguments attempt:
+                RowLockTelemetry.Attempts.Add(1);
+                if (args.Context.Properties.TryGetValue(UnitOfWorkRun.Key, out var run))
+                {
+                    run.Attempts++;
+                    run.LastOutcomeRetryable = attempt.Handled;
+                }
+
+                break;
+            case OnRetryEvent when args.Arguments is OnRetryArguments<TResult> retry && args.Outcome?.Exception is { } exception:
+                OnRetry(retry.AttemptNumber + 1, retry.RetryDelay, exception);
+                break;
+        }
+    }
+
+    private void OnRetry(int attempt, TimeSpan delay, Exception exception)
+    {
+        var connectionLost = RowLockPredicates.IsConnectionLoss(exception);
+        var sqlState = RowLockPredicates.FindSqlState(exception) ?? RowLockPredicates.ConnectionLostState;
+        RunnerLog.Retrying(logger, attempt, sqlState, delay, connectionLost, exception);
+        RowLockTelemetry.Retries.Add(1, new KeyValuePair<string, object?>("db.response.status_code", sqlState));
+        Activity.Current?.AddEvent(new ActivityEvent("rowlock.retry", tags: new ActivityTagsCollection
+        {
+            ["rowlock.attempt"] = attempt,
+            ["db.response.status_code"] = sqlState,
+            ["rowlock.retry.delay_ms"] = delay.TotalMilliseconds,
+        }));
+    }
+}

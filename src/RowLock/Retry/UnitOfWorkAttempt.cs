@@ -1,0 +1,221 @@
+using System.Data;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+
+namespace RowLock.Internal;
+
+/// <summary>
+/// One attempt of a unit of work: a connection from the data source, a transaction marked as the runner's, the work,
+/// and the commit protocol that tells "rolled back for certain" (safe to retry) from "outcome unknown" (never retried).
+/// </summary>
+/// <remarks>
+/// <para>The marker: a transaction-local setting, sent with BEGIN in the attempt's first round trip. The commit batch
+/// checks it before COMMIT, so a work that ended the runner's transaction itself (a raw <c>COMMIT; BEGIN</c>) is caught
+/// before the runner commits a transaction it did not begin. That first round trip also finds a pooled connection the
+/// server has already closed (idle_session_timeout) before the work runs.</para>
+/// <para>The commit batch is <c>check; COMMIT</c> in one round trip. PostgreSQL executes them in order and skips the
+/// rest of the batch after an error, so a server error reported for the check proves COMMIT never ran: an aborted
+/// transaction (25P02), a foreign transaction (the check divides by zero, 22012), or a session the server ended while
+/// the connection sat idle (FATAL, e.g. 57P01), which is a certain rollback and so retryable. Only a failure once the
+/// check has answered, or a lost connection with no server error, leaves the outcome of COMMIT unknown.</para>
+/// </remarks>
+internal static class UnitOfWorkAttempt
+{
+    private const string MarkSql = "SELECT pg_catalog.set_config('rowlock.unit_of_work', $1, true)";
+
+    /// <summary>1 when the transaction carries this attempt's marker; otherwise 1/0 fails (22012), so COMMIT never runs.
+    /// <c>current_setting</c> is stable, not immutable, so the planner cannot fold the division into an error up front.</summary>
+    private const string CheckSql = "SELECT 1 / coalesce((pg_catalog.current_setting('rowlock.unit_of_work', true) = $1)::int, 0)";
+
+    public static async Task<T> RunAsync<T>(
+        NpgsqlDataSource dataSource,
+        IsolationLevel isolationLevel,
+        ILogger logger,
+        Func<NpgsqlTransaction, CancellationToken, Task<T>> work,
+        CancellationToken cancellationToken)
+    {
+        var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using (connection.ConfigureAwait(false))
+        {
+            var transaction = await connection.BeginTransactionAsync(isolationLevel, cancellationToken).ConfigureAwait(false);
+            await using (transaction.ConfigureAwait(false))
+            {
+                var marker = Guid.NewGuid().ToString("N");
+                await MarkAsync(connection, transaction, marker, cancellationToken).ConfigureAwait(false);
+
+                T result;
+                try
+                {
+                    result = await work(transaction, cancellationToken).ConfigureAwait(false);
+                }
+                catch (Exception e)
+                {
+                    var swallowed = RowLockPredicates.FindSqlState(e) == PostgresErrorCodes.InFailedSqlTransaction
+                        && await IsAbortedAsync(connection, transaction).ConfigureAwait(false);
+                    await RollBackQuietlyAsync(transaction).ConfigureAwait(false);
+                    if (swallowed)
+                    {
+                        throw SwallowedError(e);
+                    }
+
+                    throw;
+                }
+
+                ThrowIfConnectionLost(connection, transaction);
+                if (TransactionGuard.IsCompleted(transaction))
+                {
+                    throw new InvalidOperationException(
+                        "The work committed or rolled back the runner's transaction itself. The runner owns it: return from the work to commit, throw to roll back.");
+                }
+
+                await CommitAsync(connection, transaction, marker, logger).ConfigureAwait(false);
+                return result;
+            }
+        }
+    }
+
+    private static async Task MarkAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string marker, CancellationToken cancellationToken)
+    {
+        var command = new NpgsqlCommand(MarkSql, connection, transaction) { Parameters = { new NpgsqlParameter { Value = marker } } };
+        await using (command.ConfigureAwait(false))
+        {
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>COMMIT is never cancelled half-way: that would make its outcome unknown on purpose.</summary>
+    private static async Task CommitAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string marker, ILogger logger)
+    {
+        var batch = new NpgsqlBatch(connection, transaction)
+        {
+            BatchCommands =
+            {
+                new NpgsqlBatchCommand(CheckSql) { Parameters = { new NpgsqlParameter { Value = marker } } },
+                new NpgsqlBatchCommand("COMMIT"),
+            },
+        };
+        await using (batch.ConfigureAwait(false))
+        {
+            var checkAnswered = false;
+            try
+            {
+                var reader = await batch.ExecuteReaderAsync(CancellationToken.None).ConfigureAwait(false);
+                await using (reader.ConfigureAwait(false))
+                {
+                    while (await reader.ReadAsync(CancellationToken.None).ConfigureAwait(false))
+                    {
+                    }
+
+                    checkAnswered = true;
+                    await reader.NextResultAsync(CancellationToken.None).ConfigureAwait(false);
+                }
+            }
+            catch (PostgresException e) when (!checkAnswered)
+            {
+                // The server refused the check, so it skipped COMMIT (or ended the session first): rolled back for certain.
+                await RollBackQuietlyAsync(transaction).ConfigureAwait(false);
+                if (e.SqlState == PostgresErrorCodes.InFailedSqlTransaction)
+                {
+                    throw SwallowedError(e);
+                }
+
+                if (e.SqlState == PostgresErrorCodes.DivisionByZero)
+                {
+                    throw ForeignTransaction(e);
+                }
+
+                throw; // a session-ending error is a retryable connection loss; anything else propagates as it is
+            }
+            catch (PostgresException e) when (!RowLockPredicates.IsConnectionLoss(e))
+            {
+                // COMMIT itself failed with an ordinary error (40001 under SERIALIZABLE, a deferred constraint): rolled back.
+                throw;
+            }
+            catch (Exception e) when (e is NpgsqlException or IOException)
+            {
+                RunnerLog.CommitOutcomeUnknown(logger, e);
+                throw new CommitOutcomeUnknownException(e);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The connection broke during the work and the work returned anyway: nothing was sent since, so the server rolled
+    /// back. Npgsql keeps the error that broke the connection on the disposed transaction; report it when it is there.
+    /// </summary>
+    private static void ThrowIfConnectionLost(NpgsqlConnection connection, NpgsqlTransaction transaction)
+    {
+        if (!connection.FullState.HasFlag(ConnectionState.Broken))
+        {
+            return;
+        }
+
+        Exception? breakReason = null;
+        try
+        {
+            _ = transaction.Connection;
+        }
+        catch (ObjectDisposedException e)
+        {
+            breakReason = e.InnerException;
+        }
+
+        throw new ConnectionLostBeforeCommitException(breakReason);
+    }
+
+    /// <summary>Is the runner's own transaction aborted? Asked only when the work threw 25P02, which may come from another connection.</summary>
+    private static async Task<bool> IsAbortedAsync(NpgsqlConnection connection, NpgsqlTransaction transaction)
+    {
+        try
+        {
+            var probe = new NpgsqlCommand("SELECT 1", connection, transaction);
+            await using (probe.ConfigureAwait(false))
+            {
+                await probe.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+
+            return false;
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InFailedSqlTransaction)
+        {
+            return true;
+        }
+        catch (Exception e) when (e is NpgsqlException or InvalidOperationException or IOException)
+        {
+            return false;
+        }
+    }
+
+    private static async Task RollBackQuietlyAsync(NpgsqlTransaction transaction)
+    {
+        try
+        {
+            if (transaction.Connection is { State: ConnectionState.Open })
+            {
+                await transaction.RollbackAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+        }
+        catch (Exception e) when (e is NpgsqlException or InvalidOperationException or IOException)
+        {
+            // The connection is gone or the transaction already ended: the server has rolled back. The original error matters.
+        }
+    }
+
+    /// <summary>
+    /// No route tells which statement aborted the transaction (Npgsql keeps no per-connection error, and guessing from
+    /// errors seen elsewhere blamed other connections), so this says what is certain and is not retried: retrying a
+    /// swallowed 23505 or a bug would fail the same way every attempt.
+    /// </summary>
+    private static RowLockException SwallowedError(Exception inner) => new(
+        "The work caught a database error on the runner's transaction and continued; the transaction was aborted and rolled back. " +
+        "Let the error propagate out of the work so the runner can classify it (40001, 40P01 and lost connections are retried); " +
+        "to recover from an expected error inside the work, run that statement under a savepoint.",
+        PostgresErrorCodes.InFailedSqlTransaction,
+        inner);
+
+    private static InvalidOperationException ForeignTransaction(Exception inner) => new(
+        "The work ended the runner's transaction itself (a raw COMMIT or ROLLBACK) and began another one. What it did before that statement " +
+        "was committed or rolled back there and the runner cannot undo it; what it did after was rolled back, and nothing was retried. " +
+        "The runner owns the transaction: return from the work to commit, throw to roll back. (RESET ALL inside the work also clears the runner's marker.)",
+        inner);
+}

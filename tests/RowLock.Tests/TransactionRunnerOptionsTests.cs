@@ -1,0 +1,104 @@
+using System.Data;
+using Dapper;
+using RowLock.Tests.Infrastructure;
+
+namespace RowLock.Tests;
+
+/// <summary>The runner takes a snapshot of its options when it is built: changing them later changes nothing, half-way or whole.</summary>
+public sealed class TransactionRunnerOptionsTests(DatabaseFixture db) : IClassFixture<DatabaseFixture>
+{
+    private const string RaiseSerializationFailure = "DO $$ BEGIN RAISE EXCEPTION 'simulated conflict' USING ERRCODE = 'serialization_failure'; END $$";
+
+    [Fact]
+    public async Task Raising_MaxRetryAttempts_after_construction_still_ends_in_RetryLimitExceededException()
+    {
+        var options = new TransactionRunnerOptions { TimeProvider = new InstantTimeProvider(), Retry = { MaxRetryAttempts = 2 } };
+        var runner = new TransactionRunner(db.DataSource, options);
+        options.Retry.MaxRetryAttempts = 10;
+        var runs = 0;
+
+        var error = await Assert.ThrowsAsync<RetryLimitExceededException>(() => runner.RunAsync(async (tx, ct) =>
+        {
+            runs++;
+            await tx.Connection!.ExecuteAsync(RaiseSerializationFailure, transaction: tx);
+        }));
+
+        Assert.Equal(3, runs);
+        Assert.Equal(3, error.Attempts);
+    }
+
+    [Fact]
+    public async Task Lowering_MaxRetryAttempts_after_construction_does_not_turn_a_raw_error_into_exhaustion()
+    {
+        var options = new TransactionRunnerOptions { TimeProvider = new InstantTimeProvider(), Retry = { MaxRetryAttempts = 5 } };
+        var runner = new TransactionRunner(db.DataSource, options);
+        options.Retry.MaxRetryAttempts = 1;
+        var runs = 0;
+
+        await runner.RunAsync(async (tx, ct) =>
+        {
+            if (++runs <= 3)
+            {
+                await tx.Connection!.ExecuteAsync(RaiseSerializationFailure, transaction: tx);
+            }
+        });
+
+        Assert.Equal(4, runs);
+    }
+
+    [Fact]
+    public async Task Changing_the_retry_flags_or_isolation_level_after_construction_changes_nothing()
+    {
+        var options = new TransactionRunnerOptions { TimeProvider = new InstantTimeProvider(), IsolationLevel = IsolationLevel.RepeatableRead };
+        var runner = new TransactionRunner(db.DataSource, options);
+        options.IsolationLevel = IsolationLevel.Serializable;
+        options.Retry.RetryOnLockNotAvailable = true;
+        var runs = 0;
+
+        Assert.Equal("repeatable read", await runner.RunAsync((tx, ct) => tx.Connection!.ExecuteScalarAsync<string>("SHOW transaction_isolation", transaction: tx)));
+        await Assert.ThrowsAsync<LockNotAvailableException>(() => runner.RunAsync((tx, ct) =>
+        {
+            runs++;
+            throw new LockNotAvailableException();
+        }));
+        Assert.Equal(1, runs);
+        Assert.Equal(IsolationLevel.RepeatableRead, runner.Options.IsolationLevel);
+        Assert.False(runner.Options.Retry.RetryOnLockNotAvailable);
+    }
+
+    [Fact]
+    public async Task A_user_OnRetry_and_every_retry_option_still_apply()
+    {
+        var clock = new InstantTimeProvider();
+        var seen = new List<int>();
+        var options = new TransactionRunnerOptions
+        {
+            TimeProvider = clock,
+            Retry =
+            {
+                MaxRetryAttempts = 3,
+                BackoffType = Polly.DelayBackoffType.Constant,
+                UseJitter = false,
+                Delay = TimeSpan.FromMilliseconds(7),
+                OnRetry = args =>
+                {
+                    seen.Add(args.AttemptNumber);
+                    return default;
+                },
+            },
+        };
+
+        await Assert.ThrowsAsync<RetryLimitExceededException>(() => new TransactionRunner(db.DataSource, options)
+            .RunAsync((tx, ct) => tx.Connection!.ExecuteAsync(RaiseSerializationFailure, transaction: tx)));
+
+        Assert.Equal([0, 1, 2], seen);
+        Assert.Equal([7, 7, 7], clock.Delays.Select(d => d.TotalMilliseconds));
+    }
+
+    [Fact]
+    public void The_runner_rejects_null_retry_options_and_clock()
+    {
+        Assert.Throws<ArgumentNullException>(() => new TransactionRunner(db.DataSource, new TransactionRunnerOptions { Retry = null! }));
+        Assert.Throws<ArgumentNullException>(() => new TransactionRunner(db.DataSource, new TransactionRunnerOptions { TimeProvider = null! }));
+    }
+}
