@@ -15,7 +15,7 @@ public sealed class AdvisoryLockKeyTests
     {
         var key = AdvisoryLockKey.FromName("spp_api_v2.fastapi_endpoint_sync");
         Assert.Equal((891055766u, 1352810831u, 1), key.PgLocksCoordinates);
-        Assert.Equal("locktype = 'advisory' AND classid = 891055766 AND objid = 1352810831 AND objsubid = 1", key.PgLocksPredicate);
+        Assert.Equal("locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND classid = 891055766 AND objid = 1352810831 AND objsubid = 1", key.PgLocksPredicate);
         Assert.Equal((uint.MaxValue, uint.MaxValue, 2), AdvisoryLockKey.FromInt32Pair(-1, -1).PgLocksCoordinates);
     }
 
@@ -51,5 +51,31 @@ public sealed class AdvisoryLockKeyTests
         Assert.Throws<ArgumentNullException>(() => AdvisoryLockKey.FromName(null!));
         var error = Assert.Throws<ArgumentException>(() => AdvisoryLockKey.FromName(""));
         Assert.Equal("name", error.ParamName);
+    }
+
+    [Fact]
+    public void Names_with_lone_surrogates_are_refused_because_no_other_language_can_hash_them()
+    {
+        // Built from chars: a lone surrogate is not valid UTF-16, and test runners may mangle it in theory data.
+        string[] names =
+        [
+            "lone high " + '\uD800' + " in the middle",
+            "lone low " + '\uDC00' + " in the middle",
+            "ends with a high " + '\uD83D',
+            '\uDE42' + " starts with a low",
+            "swapped " + '\uDE42' + '\uD83D' + " pair",
+        ];
+        foreach (var name in names)
+        {
+            var error = Assert.Throws<ArgumentException>(() => AdvisoryLockKey.FromName(name));
+            Assert.Equal("name", error.ParamName);
+        }
+    }
+
+    [Fact]
+    public void Names_with_valid_surrogate_pairs_hash_their_utf8()
+    {
+        Assert.Equal(AdvisoryLockKey.FromName("\U0001F642").Value, AdvisoryLockKey.FromName("\uD83D\uDE42").Value);
+        Assert.NotEqual(AdvisoryLockKey.FromName("\uFFFD").Value, AdvisoryLockKey.FromName("\uD83D\uDE42").Value);
     }
 }

@@ -21,13 +21,73 @@ public sealed class DependencyInjectionTests(DatabaseFixture db) : IClassFixture
             options.Retry.MaxRetryAttempts = 3;
         });
         await using var provider = services.BuildServiceProvider();
-        try
+        await RunThroughContainerAsync(provider);
+    }
+
+    [Fact]
+    public async Task Advisory_locks_from_the_container_log_through_it_and_a_disposed_container_affects_no_other()
+    {
+        var first = new ListLoggerProvider();
+        var firstProvider = BuildProvider(first);
+        var key = AdvisoryLockKey.FromName("di." + Guid.NewGuid());
+        await using (var handle = await firstProvider.GetRequiredService<AdvisoryLocks>().AcquireAsync(key))
         {
-            await RunThroughContainerAsync(provider);
+            Assert.Same(firstProvider.GetRequiredService<AdvisoryLocks>(), firstProvider.GetRequiredService<AdvisoryLocks>());
         }
-        finally
+
+        Assert.Contains(first.Entries, e => e.Category == "RowLock.AdvisoryLocks" && e.EventId == RowLockEventIds.AdvisoryLockAcquired);
+        var runner = firstProvider.GetRequiredService<TransactionRunner>();
+        await firstProvider.DisposeAsync(); // 0.1.0 kept this container's logger factory in a static: the next call threw
+
+        var second = new ListLoggerProvider();
+        await using var secondProvider = BuildProvider(second);
+        await using (await secondProvider.GetRequiredService<AdvisoryLocks>().AcquireAsync(key))
         {
-            RowLockLogging.LoggerFactory = Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance;
+        }
+
+        await using (await db.DataSource.AcquireAdvisoryLockAsync(key))
+        {
+            // The extension methods own no logger: nothing global to go stale.
+        }
+
+        await using var connection = await db.DataSource.OpenConnectionAsync();
+        await using var tx = await connection.BeginTransactionAsync();
+        Assert.True(await tx.TryAcquireAdvisoryLockAsync(key));
+        await tx.RollbackAsync();
+
+        Assert.Contains(second.Entries, e => e.EventId == RowLockEventIds.AdvisoryLockReleased);
+        Assert.DoesNotContain(first.Entries, e => e.EventId == RowLockEventIds.AdvisoryLockReleased && e.Message.Contains("second", StringComparison.Ordinal));
+        _ = runner;
+    }
+
+    private ServiceProvider BuildProvider(ListLoggerProvider logs)
+    {
+        var services = new ServiceCollection();
+        services.AddLogging(logging => logging.SetMinimumLevel(LogLevel.Debug).AddProvider(logs));
+        services.AddSingleton(db.DataSource);
+        services.AddRowLock();
+        return services.BuildServiceProvider();
+    }
+
+    private sealed class ListLoggerProvider : ILoggerProvider
+    {
+        public System.Collections.Concurrent.ConcurrentQueue<(string Category, int EventId, string Message)> Entries { get; } = new();
+
+        public ILogger CreateLogger(string categoryName) => new Logger(this, categoryName);
+
+        public void Dispose()
+        {
+        }
+
+        private sealed class Logger(ListLoggerProvider owner, string category) : ILogger
+        {
+            public IDisposable? BeginScope<TState>(TState state)
+                where TState : notnull => null;
+
+            public bool IsEnabled(LogLevel logLevel) => true;
+
+            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+                owner.Entries.Enqueue((category, eventId.Id, formatter(state, exception)));
         }
     }
 
@@ -37,7 +97,6 @@ public sealed class DependencyInjectionTests(DatabaseFixture db) : IClassFixture
         Assert.Same(runner, provider.GetRequiredService<TransactionRunner>());
         Assert.Equal(IsolationLevel.RepeatableRead, runner.Options.IsolationLevel);
         Assert.Equal(3, runner.Options.Retry.MaxRetryAttempts);
-        Assert.Same(provider.GetRequiredService<ILoggerFactory>(), RowLockLogging.LoggerFactory);
 
         var isolation = await runner.RunAsync((tx, ct) => tx.Connection!.ExecuteScalarAsync<string>("SHOW transaction_isolation", transaction: tx));
         Assert.Equal("repeatable read", isolation);

@@ -12,6 +12,9 @@ namespace RowLock;
 /// </summary>
 public readonly record struct AdvisoryLockKey
 {
+    /// <summary>UTF-8 that throws on a lone surrogate instead of writing U+FFFD.</summary>
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
     private readonly long _value;
     private readonly string? _name;
 
@@ -29,12 +32,25 @@ public readonly record struct AdvisoryLockKey
     /// so services in other languages can share the lock.
     /// </summary>
     /// <exception cref="ArgumentNullException"><paramref name="name"/> is null.</exception>
-    /// <exception cref="ArgumentException"><paramref name="name"/> is empty.</exception>
+    /// <exception cref="ArgumentException"><paramref name="name"/> is empty, or is not valid UTF-16 (it has a lone surrogate,
+    /// which has no UTF-8 encoding, so no other language could compute the same key).</exception>
     public static AdvisoryLockKey FromName(string name)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
+        byte[] utf8;
+        try
+        {
+            utf8 = StrictUtf8.GetBytes(name);
+        }
+        catch (EncoderFallbackException e)
+        {
+            throw new ArgumentException(
+                "The name has a lone surrogate (half of a UTF-16 pair), which has no UTF-8 encoding: the key would not match the one other languages compute.",
+                nameof(name), e);
+        }
+
         Span<byte> hash = stackalloc byte[SHA256.HashSizeInBytes];
-        SHA256.HashData(Encoding.UTF8.GetBytes(name), hash);
+        SHA256.HashData(utf8, hash);
         return new AdvisoryLockKey(BinaryPrimitives.ReadInt64BigEndian(hash), isInt32Pair: false, name);
     }
 
@@ -70,13 +86,16 @@ public readonly record struct AdvisoryLockKey
     /// </summary>
     public (uint ClassId, uint ObjId, int ObjSubId) PgLocksCoordinates => ((uint)(_value >> 32), (uint)_value, IsInt32Pair ? 2 : 1);
 
-    /// <summary>A SQL predicate an operator can paste into a query on <c>pg_locks</c> to find this lock.</summary>
+    /// <summary>
+    /// A SQL predicate an operator can paste into a query on <c>pg_locks</c> to find this lock in the database they are
+    /// connected to (<c>pg_locks</c> lists every database's locks, and each database has its own advisory locks).
+    /// </summary>
     public string PgLocksPredicate
     {
         get
         {
             var (classId, objId, objSubId) = PgLocksCoordinates;
-            return string.Create(CultureInfo.InvariantCulture, $"locktype = 'advisory' AND classid = {classId} AND objid = {objId} AND objsubid = {objSubId}");
+            return string.Create(CultureInfo.InvariantCulture, $"locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND classid = {classId} AND objid = {objId} AND objsubid = {objSubId}");
         }
     }
 

@@ -5,7 +5,9 @@ namespace RowLock;
 
 /// <summary>
 /// Transaction-scoped advisory locks (<c>pg_advisory_xact_lock</c>): taken on the caller's transaction and released by
-/// its COMMIT or ROLLBACK, never earlier. They work behind PgBouncer transaction pooling.
+/// its COMMIT or ROLLBACK, never earlier. They work behind PgBouncer transaction pooling. These methods do not log
+/// (they have no logger: the caller owns the transaction and sees the outcome); a lock not granted is counted in
+/// <c>rowlock.lock.not_available</c>.
 /// </summary>
 public static class AdvisoryLockTransactionExtensions
 {
@@ -26,44 +28,66 @@ public static class AdvisoryLockTransactionExtensions
     {
         AdvisorySql.ValidateMode(mode);
         var connection = TransactionGuard.RequireActive(transaction, nameof(transaction));
-        var command = AdvisorySql.Command(AdvisorySql.TryXact(mode), key, connection, transaction);
-        await using (command.ConfigureAwait(false))
+        var outcome = await TakeAsync(connection, transaction, key, TimeSpan.Zero, mode, cancellationToken).ConfigureAwait(false);
+        if (!outcome.Acquired)
         {
-            var acquired = (bool)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
-            var logger = RowLockLogging.Advisory;
-            if (acquired)
-            {
-                Log.AdvisoryAcquired(logger, key, mode, "transaction");
-            }
-            else
-            {
-                Log.AdvisorySkipped(logger, key, mode);
-            }
-
-            return acquired;
+            RowLockTelemetry.CountLockNotAvailable("advisory");
         }
+
+        return outcome.Acquired;
     }
 
     /// <summary>
-    /// Takes the lock, waiting while another session holds it (<c>pg_advisory_xact_lock</c>). With a timeout, the wait is
-    /// bounded by <c>SET LOCAL lock_timeout</c> inside a savepoint, so the timeout does not apply to later statements and
-    /// the transaction stays usable when the lock is not granted.
+    /// Takes the lock, waiting while another session holds it (<c>pg_advisory_xact_lock</c>). With a positive timeout the
+    /// wait is bounded by <c>SET LOCAL lock_timeout</c> inside a savepoint, so the timeout does not apply to later
+    /// statements and the transaction stays usable when the lock is not granted.
     /// </summary>
     /// <param name="transaction">An open transaction; the lock is held until it ends.</param>
     /// <param name="key">The lock's key.</param>
-    /// <param name="timeout">The longest wait; null waits as long as it takes.</param>
+    /// <param name="timeout">
+    /// The longest wait: null or <see cref="Timeout.InfiniteTimeSpan"/> waits as long as it takes; <see cref="TimeSpan.Zero"/>
+    /// does not wait (throws at once when the lock is held, like <see cref="TryAcquireAdvisoryLockAsync"/> returning false).
+    /// </param>
     /// <param name="mode">Exclusive or shared.</param>
     /// <param name="cancellationToken">Cancels the wait (the server-side wait is cancelled too).</param>
     /// <exception cref="LockNotAvailableException">The lock was not granted within <paramref name="timeout"/>. The transaction is still usable.</exception>
-    /// <exception cref="ArgumentOutOfRangeException">The timeout is zero or negative (use <see cref="TryAcquireAdvisoryLockAsync"/> not to wait).</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The timeout is negative (other than infinite) or longer than 24.8 days. Nothing was sent.</exception>
     /// <exception cref="InvalidOperationException">The transaction is completed or its connection is not open. Nothing was sent.</exception>
     public static async Task AcquireAdvisoryLockAsync(this NpgsqlTransaction transaction, AdvisoryLockKey key, TimeSpan? timeout = null,
         AdvisoryLockMode mode = AdvisoryLockMode.Exclusive, CancellationToken cancellationToken = default)
     {
         AdvisorySql.ValidateMode(mode);
-        timeout = LockTimeout.ValidateWait(timeout, nameof(timeout));
+        timeout = LockTimeout.ValidateAdvisory(timeout, nameof(timeout));
         var connection = TransactionGuard.RequireActive(transaction, nameof(transaction));
-        var logger = RowLockLogging.Advisory;
+        var outcome = await TakeAsync(connection, transaction, key, timeout, mode, cancellationToken).ConfigureAwait(false);
+        if (!outcome.Acquired)
+        {
+            RowLockTelemetry.CountLockNotAvailable("advisory");
+            throw new LockNotAvailableException(AdvisoryMessages.NotGranted(key, timeout!.Value), outcome.Refusal);
+        }
+    }
+
+    /// <summary>
+    /// Takes a transaction-scoped lock on <paramref name="transaction"/> (validated by the caller). Timeout: null waits as long
+    /// as it takes; zero does not wait; positive waits at most that long. Neither logs nor counts.
+    /// </summary>
+    /// <remarks>
+    /// A bounded wait that times out rolls back to its savepoint. That also releases the lock if PostgreSQL granted it
+    /// just as lock_timeout fired (a lock taken inside a subtransaction is released when the subtransaction is rolled
+    /// back), so "not granted" is exact here, unlike a session lock, which a rollback does not release.
+    /// </remarks>
+    internal static async Task<AdvisoryOutcome> TakeAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, AdvisoryLockKey key,
+        TimeSpan? timeout, AdvisoryLockMode mode, CancellationToken cancellationToken)
+    {
+        if (timeout == TimeSpan.Zero)
+        {
+            var tryCommand = AdvisorySql.Command(AdvisorySql.TryXact(mode), key, connection, transaction);
+            await using (tryCommand.ConfigureAwait(false))
+            {
+                return new AdvisoryOutcome((bool)(await tryCommand.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!, null);
+            }
+        }
+
         if (timeout is null)
         {
             var command = AdvisorySql.Command(AdvisorySql.WaitXact(mode), key, connection, transaction);
@@ -72,8 +96,7 @@ public static class AdvisoryLockTransactionExtensions
                 await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             }
 
-            Log.AdvisoryAcquired(logger, key, mode, "transaction");
-            return;
+            return new AdvisoryOutcome(true, null);
         }
 
         var batch = new NpgsqlBatch(connection, transaction)
@@ -93,42 +116,19 @@ public static class AdvisoryLockTransactionExtensions
             try
             {
                 await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-                Log.AdvisoryAcquired(logger, key, mode, "transaction");
-                return;
+                return new AdvisoryOutcome(true, null);
             }
             catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable)
             {
-                if (await RollBackAndCheckHeldAsync(connection, transaction, key, mode).ConfigureAwait(false))
+                // Undoes the failed wait and the SET LOCAL (and a grant that raced the timeout, see remarks).
+                var rollback = new NpgsqlCommand($"ROLLBACK TO SAVEPOINT {Savepoint}; RELEASE SAVEPOINT {Savepoint}", connection, transaction);
+                await using (rollback.ConfigureAwait(false))
                 {
-                    Log.AdvisoryGrantedAtTimeout(logger, key);
-                    return;
+                    await rollback.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
                 }
 
-                Log.AdvisoryTimedOut(logger, key, mode, LockTimeout.Milliseconds(timeout.Value));
-                RowLockTelemetry.CountLockNotAvailable("advisory");
-                throw new LockNotAvailableException(AdvisoryMessages.NotGranted(key, timeout.Value), e);
+                return new AdvisoryOutcome(false, e);
             }
-        }
-    }
-
-    /// <summary>
-    /// Rolls back to the savepoint (undoing the failed wait and the SET LOCAL) and asks pg_locks whether the lock is held
-    /// anyway, all in one round trip: PostgreSQL can grant a lock just as lock_timeout fires.
-    /// </summary>
-    private static async Task<bool> RollBackAndCheckHeldAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, AdvisoryLockKey key, AdvisoryLockMode mode)
-    {
-        var batch = new NpgsqlBatch(connection, transaction)
-        {
-            BatchCommands =
-            {
-                new NpgsqlBatchCommand($"ROLLBACK TO SAVEPOINT {Savepoint}"),
-                new NpgsqlBatchCommand($"RELEASE SAVEPOINT {Savepoint}"),
-                AdvisorySql.IsHeld(key, mode),
-            },
-        };
-        await using (batch.ConfigureAwait(false))
-        {
-            return (bool)(await batch.ExecuteScalarAsync(CancellationToken.None).ConfigureAwait(false))!;
         }
     }
 }

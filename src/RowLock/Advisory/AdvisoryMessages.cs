@@ -4,6 +4,12 @@ namespace RowLock.Internal;
 
 internal static class AdvisoryMessages
 {
-    public static string NotGranted(AdvisoryLockKey key, TimeSpan timeout) => string.Create(CultureInfo.InvariantCulture,
-        $"The advisory lock {key} is held by someone else and was not granted within {LockTimeout.Milliseconds(timeout)} ms; try again later.");
+    /// <summary>Why an Acquire call threw: the lock was held by someone else for longer than the caller would wait.</summary>
+    public static string NotGranted(AdvisoryLockKey key, TimeSpan timeout) => timeout == TimeSpan.Zero
+        ? string.Create(CultureInfo.InvariantCulture, $"The advisory lock {key} is held by someone else and the timeout was zero (do not wait); try again later.")
+        : string.Create(CultureInfo.InvariantCulture, $"The advisory lock {key} is held by someone else and was not granted within {LockTimeout.Milliseconds(timeout)} ms; try again later.");
+
+    public const string Multiplexing =
+        "Advisory lock handles need a physical connection of their own, and a multiplexing data source (Multiplexing=true) shares " +
+        "connections between commands. Use a data source without multiplexing for advisory lock handles.";
 }

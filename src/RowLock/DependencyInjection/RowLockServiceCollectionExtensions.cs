@@ -13,8 +13,9 @@ public static class RowLockServiceCollectionExtensions
     /// <summary>
     /// Registers <see cref="TransactionRunner"/> as a singleton built from the <see cref="NpgsqlDataSource"/> already in the
     /// container (e.g. from <c>AddNpgsqlDataSource</c>), with <see cref="TransactionRunnerOptions"/> configured through the
-    /// options pattern. The first time the runner is resolved, the container's <see cref="ILoggerFactory"/> also becomes
-    /// <see cref="RowLockLogging.LoggerFactory"/>, so the lock helpers log through it.
+    /// options pattern, and <see cref="AdvisoryLocks"/> as a singleton on the same data source. Both log through the
+    /// container's <see cref="ILoggerFactory"/> (categories <c>RowLock.TransactionRunner</c> and <c>RowLock.AdvisoryLocks</c>);
+    /// nothing is stored outside the container, so disposing one container never affects another.
     /// </summary>
     /// <param name="services">The service collection.</param>
     /// <param name="configure">Sets isolation level and retry policy; null keeps the defaults.</param>
@@ -58,21 +59,15 @@ public static class RowLockServiceCollectionExtensions
 
     private static IServiceCollection AddRunner(IServiceCollection services)
     {
-
-        services.TryAddSingleton(provider =>
-        {
-            if (provider.GetService<ILoggerFactory>() is { } loggerFactory)
-            {
-                RowLockLogging.LoggerFactory = loggerFactory;
-            }
-
-            var dataSource = provider.GetService<NpgsqlDataSource>() ?? throw new InvalidOperationException(
-                "AddRowLock needs an NpgsqlDataSource in the container: register one first, e.g. services.AddNpgsqlDataSource(connectionString) or services.AddSingleton(NpgsqlDataSource.Create(connectionString)).");
-            return new TransactionRunner(
-                dataSource,
-                provider.GetRequiredService<IOptions<TransactionRunnerOptions>>().Value,
-                provider.GetService<ILogger<TransactionRunner>>());
-        });
+        services.TryAddSingleton(provider => new TransactionRunner(
+            RequireDataSource(provider),
+            provider.GetRequiredService<IOptions<TransactionRunnerOptions>>().Value,
+            provider.GetService<ILogger<TransactionRunner>>()));
+        services.TryAddSingleton(provider => new AdvisoryLocks(RequireDataSource(provider), provider.GetService<ILoggerFactory>()));
         return services;
     }
+
+    private static NpgsqlDataSource RequireDataSource(IServiceProvider provider) =>
+        provider.GetService<NpgsqlDataSource>() ?? throw new InvalidOperationException(
+            "AddRowLock needs an NpgsqlDataSource in the container: register one first, e.g. services.AddNpgsqlDataSource(connectionString) or services.AddSingleton(NpgsqlDataSource.Create(connectionString)).");
 }

@@ -8,6 +8,7 @@ internal static class LockTimeout
     /// <summary>lock_timeout is an int of milliseconds.</summary>
     public static readonly TimeSpan Max = TimeSpan.FromMilliseconds(int.MaxValue);
 
+    /// <summary>A row-lock clause's timeout: positive and finite (NOWAIT and waiting have clauses of their own).</summary>
     public static TimeSpan Validate(TimeSpan timeout, string paramName)
     {
         if (timeout == System.Threading.Timeout.InfiniteTimeSpan)
@@ -20,33 +21,32 @@ internal static class LockTimeout
             throw new ArgumentOutOfRangeException(paramName, timeout, "The lock timeout must be positive. To fail at once use NoWait(); to wait forever leave the timeout out.");
         }
 
-        if (timeout > Max)
-        {
-            throw new ArgumentOutOfRangeException(paramName, timeout, "The lock timeout must be at most 24.8 days (PostgreSQL's lock_timeout is an int of milliseconds).");
-        }
-
-        return timeout;
+        return AtMostMax(timeout, paramName);
     }
 
-    /// <summary>A wait that must wait: null or infinite means as long as it takes (null); otherwise a valid positive timeout.</summary>
-    public static TimeSpan? ValidateWait(TimeSpan? timeout, string paramName) =>
-        timeout is null || timeout == System.Threading.Timeout.InfiniteTimeSpan ? null : Validate(timeout.Value, paramName);
-
-    /// <summary>A try: zero means do not wait, infinite means as long as it takes (null); otherwise a valid positive timeout.</summary>
-    public static TimeSpan? ValidateTry(TimeSpan timeout, string paramName)
+    /// <summary>
+    /// An advisory lock's timeout, the same in every advisory entry point: null or <see cref="System.Threading.Timeout.InfiniteTimeSpan"/>
+    /// waits as long as it takes (returns null); <see cref="TimeSpan.Zero"/> does not wait; a positive timeout waits at most that long.
+    /// </summary>
+    public static TimeSpan? ValidateAdvisory(TimeSpan? timeout, string paramName)
     {
-        if (timeout == System.Threading.Timeout.InfiniteTimeSpan)
+        if (timeout is null || timeout == System.Threading.Timeout.InfiniteTimeSpan)
         {
             return null;
         }
 
         if (timeout < TimeSpan.Zero)
         {
-            throw new ArgumentOutOfRangeException(paramName, timeout, "The timeout cannot be negative. Use TimeSpan.Zero not to wait, or Timeout.InfiniteTimeSpan to wait as long as it takes.");
+            throw new ArgumentOutOfRangeException(paramName, timeout,
+                "The timeout cannot be negative. Use TimeSpan.Zero not to wait, or null or Timeout.InfiniteTimeSpan to wait as long as it takes.");
         }
 
-        return timeout == TimeSpan.Zero ? timeout : Validate(timeout, paramName);
+        return AtMostMax(timeout.Value, paramName);
     }
+
+    private static TimeSpan AtMostMax(TimeSpan timeout, string paramName) => timeout <= Max
+        ? timeout
+        : throw new ArgumentOutOfRangeException(paramName, timeout, "The lock timeout must be at most 24.8 days (PostgreSQL's lock_timeout is an int of milliseconds).");
 
     /// <summary>Whole milliseconds, rounded up so that a sub-millisecond timeout does not become 0 (which means "no timeout").</summary>
     public static int Milliseconds(TimeSpan timeout) => (int)Math.Min(int.MaxValue, Math.Ceiling(timeout.TotalMilliseconds));

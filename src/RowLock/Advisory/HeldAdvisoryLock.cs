@@ -1,0 +1,185 @@
+using Microsoft.Extensions.Logging;
+using Npgsql;
+
+namespace RowLock.Internal;
+
+/// <summary>
+/// Everything an <see cref="AdvisoryLockHandle"/> needs to watch and release its lock, kept apart from the handle so
+/// that the watch (a pending read on the socket) never keeps the handle reachable: a handle nobody disposes can be
+/// collected, and its finalizer hands the release to this object.
+/// </summary>
+internal sealed class HeldAdvisoryLock
+{
+    private readonly NpgsqlDataSource _dataSource;
+    private readonly NpgsqlConnection _connection;
+    private readonly NpgsqlTransaction? _transaction;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _lost = new();
+    private readonly CancellationTokenSource _stopMonitor = new();
+    private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly object _gate = new();
+    private Task? _monitor;
+    private bool _releasing;
+    private int _disposed;
+
+    public HeldAdvisoryLock(NpgsqlDataSource dataSource, NpgsqlConnection connection, AdvisoryLockKey key, AdvisoryLockMode mode, ILogger logger,
+        NpgsqlTransaction? transaction)
+    {
+        _dataSource = dataSource;
+        _connection = connection;
+        _transaction = transaction;
+        Key = key;
+        Mode = mode;
+        _logger = logger;
+    }
+
+    public AdvisoryLockKey Key { get; }
+
+    public AdvisoryLockMode Mode { get; }
+
+    public bool HeldByTransaction => _transaction is not null;
+
+    public bool IsLost => _lost.IsCancellationRequested;
+
+    /// <summary>
+    /// The token cancelled when the lock is lost. The first call starts watching the connection: until someone asks,
+    /// a handle costs no task and no pending read (Npgsql's own keepalive timer covers an unwatched idle connection).
+    /// </summary>
+    public CancellationToken Watch()
+    {
+        if (Volatile.Read(ref _monitor) is null)
+        {
+            lock (_gate)
+            {
+                if (_monitor is null && !_releasing)
+                {
+                    Volatile.Write(ref _monitor, Task.Run(MonitorAsync));
+                }
+            }
+        }
+
+        return _lost.Token;
+    }
+
+    /// <summary>Releases the lock exactly once; concurrent and later callers wait for that release.</summary>
+    public async Task ReleaseAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            await _released.Task.ConfigureAwait(false);
+            return;
+        }
+
+        Task? monitor;
+        lock (_gate)
+        {
+            _releasing = true;
+            monitor = _monitor;
+        }
+
+        try
+        {
+            if (monitor is not null)
+            {
+                await _stopMonitor.CancelAsync().ConfigureAwait(false);
+                await monitor.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            }
+
+            if (!IsLost)
+            {
+                await UnlockAsync().ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            try
+            {
+                if (_transaction is not null)
+                {
+                    await _transaction.DisposeAsync().ConfigureAwait(false);
+                }
+
+                await _connection.DisposeAsync().ConfigureAwait(false);
+            }
+            finally
+            {
+                _stopMonitor.Dispose();
+                _released.TrySetResult();
+            }
+        }
+    }
+
+    /// <summary>Called by the finalizer of a handle nobody disposed: releases the lock on the thread pool.</summary>
+    public void ReleaseAbandoned()
+    {
+        if (Volatile.Read(ref _disposed) == 0)
+        {
+            _ = Task.Run(async () =>
+            {
+                await ReleaseAsync().ConfigureAwait(false);
+                AdvisoryLog.Abandoned(_logger, Key, Mode);
+            });
+        }
+    }
+
+    private async Task UnlockAsync()
+    {
+        var released = false;
+        var failure = await LockConnection.ReleaseOrDiscardAsync(_dataSource, _connection, async () =>
+        {
+            if (_transaction is not null)
+            {
+                // A transaction-scoped lock ends with its transaction.
+                await _transaction.RollbackAsync(CancellationToken.None).ConfigureAwait(false);
+                released = true;
+                return;
+            }
+
+            var command = AdvisorySql.Command(AdvisorySql.Unlock(Mode), Key, _connection, transaction: null);
+            await using (command.ConfigureAwait(false))
+            {
+                released = (bool)(await command.ExecuteScalarAsync(CancellationToken.None).ConfigureAwait(false))!;
+            }
+        }).ConfigureAwait(false);
+
+        // Logged after the fact, so that a logger that throws cannot stop the release.
+        if (failure is not null)
+        {
+            // Whatever state the session was in, it was not returned to the pool while it may hold the lock.
+            AdvisoryLog.ReleaseFailed(_logger, Key, failure);
+        }
+        else if (released)
+        {
+            AdvisoryLog.Released(_logger, Key, Mode);
+        }
+        else
+        {
+            AdvisoryLog.NotHeldAtRelease(_logger, Key);
+        }
+    }
+
+    /// <summary>
+    /// Waits on the idle connection for anything the server sends. A terminated backend sends a FATAL error and closes
+    /// the socket, which ends the wait with an exception: that is the moment the lock is gone. The wait has no timeout
+    /// (cancellation ends it), so Npgsql sends the connection string's keepalive from inside it.
+    /// </summary>
+    private async Task MonitorAsync()
+    {
+        try
+        {
+            while (!_stopMonitor.IsCancellationRequested)
+            {
+                await _connection.WaitAsync(_stopMonitor.Token).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (_stopMonitor.IsCancellationRequested)
+        {
+            // Releasing: stop watching.
+        }
+        catch (Exception e) when (e is NpgsqlException or IOException or InvalidOperationException or OperationCanceledException)
+        {
+            await _lost.CancelAsync().ConfigureAwait(false);
+            AdvisoryLog.Lost(_logger, Key, e);
+        }
+    }
+}
