@@ -438,8 +438,8 @@ internal readonly struct LockedSelectRules
     /// <summary>
     /// An outer join: without OF the clause would reach its nullable side, which PostgreSQL refuses. With OF, the
     /// names OF gives must not appear on a nullable side (for RIGHT JOIN everything before it in this FROM segment;
-    /// for LEFT JOIN the item after it; FULL both). Names are matched over the whole item, so an ON condition or a
-    /// parenthesised join that mentions the name counts too: in doubt, refuse.
+    /// for LEFT JOIN the item after it; FULL both). Every name on that side counts (table, alias, names inside a
+    /// parenthesised join, and for RIGHT JOIN the ON conditions before it): in doubt, refuse.
     /// </summary>
     private void CheckOuterJoin(int keyword, int segmentStart, int last, IReadOnlyList<string>? of)
     {
@@ -480,6 +480,25 @@ internal readonly struct LockedSelectRules
     {
         for (var i = first; i <= last; i++)
         {
+            if (Kind(i) == SqlTokenKind.OpenParen)
+            {
+                // Descend into a parenthesised join; a subquery or a function's arguments are named by the alias after them.
+                var inner = i + 1;
+                while (Kind(inner) == SqlTokenKind.OpenParen)
+                {
+                    inner++;
+                }
+
+                var joinGroup = !(IsWord(inner, "SELECT") || IsWord(inner, "WITH") || IsWord(inner, "VALUES") || IsWord(inner, "TABLE"))
+                    && (Kind(i - 1) != SqlTokenKind.Word || IsWord(i - 1, "JOIN") || IsWord(i - 1, "LATERAL") || IsWord(i - 1, "FROM"));
+                if (!joinGroup)
+                {
+                    i = _tokens[i].Match;
+                }
+
+                continue;
+            }
+
             if (Kind(i) is not (SqlTokenKind.Word or SqlTokenKind.QuotedIdentifier))
             {
                 continue;

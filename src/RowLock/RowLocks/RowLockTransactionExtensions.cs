@@ -17,13 +17,31 @@ public static class RowLockTransactionExtensions
     /// </summary>
     /// <typeparam name="T">The row type Dapper maps each row to.</typeparam>
     /// <param name="transaction">An open transaction; the locks belong to it.</param>
-    /// <param name="selectSql">One SELECT statement without a locking clause or trailing ';'. Use Dapper parameters (<c>@id</c>) for values.</param>
+    /// <param name="selectSql">
+    /// One SELECT statement without a locking clause or trailing ';'. Use Dapper parameters (<c>@id</c>) for values.
+    /// A statement starting with WITH needs an <see cref="RowLockClause.Of"/> list naming tables of the final SELECT's
+    /// FROM clause, because a clause without OF does not lock rows read through a WITH query.
+    /// </param>
     /// <param name="param">Dapper parameters for <paramref name="selectSql"/>, or null.</param>
     /// <param name="clause">Strength, wait policy and OF list, e.g. <c>RowLockClause.ForUpdate.NoWait()</c>.</param>
     /// <param name="cancellationToken">Cancels the statement, also while it waits for a lock.</param>
     /// <returns>The locked rows (with <c>SKIP LOCKED</c>, only those that were free).</returns>
     /// <exception cref="LockNotAvailableException">With <c>NoWait()</c> or <c>WithTimeout</c>: a row was locked by someone else. The transaction is still usable.</exception>
-    /// <exception cref="ArgumentException">The SQL is empty, has several statements, a trailing ';' or a locking clause already.</exception>
+    /// <exception cref="ArgumentException">
+    /// Nothing was sent: the SQL is empty, not one statement (a <c>--</c> comment ends at a line feed or a carriage
+    /// return), not a SELECT, writes (INSERT, UPDATE, DELETE, MERGE anywhere, SELECT ... INTO), or has a shape whose rows
+    /// the clause would not lock or that PostgreSQL refuses with it: WITH without <see cref="RowLockClause.Of"/>, OF naming a
+    /// WITH query, UNION / INTERSECT / EXCEPT, DISTINCT, GROUP BY, HAVING, a built-in aggregate, a window function, a
+    /// set-returning function in the select list, an outer join's nullable side, a locking clause or FOR READ ONLY of its
+    /// own, or FETCH ... WITH TIES with SKIP LOCKED. Each of these holds for the SELECT and for every subquery in FROM the
+    /// clause reaches. The message names the construct and says what to write instead.
+    /// </exception>
+    /// <exception cref="PostgresException">
+    /// PostgreSQL refused what the text does not show (a view with DISTINCT or GROUP BY, an outer join inside a view, a
+    /// user-defined aggregate, a function that fails). With the waiting and <c>SkipLocked()</c> policies the caller's
+    /// transaction is then aborted and must be rolled back; with <c>NoWait()</c> and <c>WithTimeout</c>, which run in a
+    /// savepoint, RowLock rolls back to the savepoint and the transaction is still usable.
+    /// </exception>
     /// <exception cref="InvalidOperationException">The transaction is completed or its connection is not open. Nothing was sent.</exception>
     public static Task<IReadOnlyList<T>> LockRowsAsync<T>(this NpgsqlTransaction transaction, string selectSql, object? param,
         RowLockClause clause, CancellationToken cancellationToken = default)
@@ -46,7 +64,14 @@ public static class RowLockTransactionExtensions
     /// <param name="cancellationToken">Cancels the statement.</param>
     /// <returns>The claimed rows; empty when every matching row is taken or none is left.</returns>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="limit"/> is less than 1.</exception>
-    /// <exception cref="ArgumentException">The SQL is empty, has several statements, a LIMIT or a locking clause already.</exception>
+    /// <exception cref="ArgumentException">
+    /// Nothing was sent: the SQL breaks one of <see cref="LockRowsAsync{T}"/>'s rules (no WITH here, as a claim has no
+    /// OF list), or has a LIMIT or FETCH FIRST of its own. The message names the construct and says what to write instead.
+    /// </exception>
+    /// <exception cref="PostgresException">
+    /// PostgreSQL refused what the text does not show (see <see cref="LockRowsAsync{T}"/>): the caller's transaction is
+    /// aborted and must be rolled back.
+    /// </exception>
     /// <exception cref="InvalidOperationException">The transaction is completed or its connection is not open. Nothing was sent.</exception>
     public static Task<IReadOnlyList<T>> ClaimRowsAsync<T>(this NpgsqlTransaction transaction, string selectSql, object? param,
         int limit, CancellationToken cancellationToken = default)
