@@ -21,17 +21,39 @@ public abstract class Scenario
     /// <summary>The RowLock idiom for the same job.</summary>
     protected abstract Task<SideResult> RunRowLockAsync(NpgsqlDataSource dataSource, LabOptions options, CancellationToken cancellationToken);
 
-    /// <summary>Runs both sides on freshly set-up tables.</summary>
+    /// <summary>
+    /// Runs both sides on freshly set-up tables. Each side runs its operations through an <see cref="ErrorCounter"/>, so
+    /// database errors are counted and shown; should one still escape a side (a scenario that forgot to count it), the
+    /// side is reported as stopped by that error, with its invariant broken, and the lab goes on to the next side.
+    /// </summary>
     public async Task<ScenarioResult> RunAsync(NpgsqlDataSource dataSource, LabOptions options, CancellationToken cancellationToken)
     {
         await SetUpAsync(dataSource, options, cancellationToken);
-        var naive = await RunNaiveAsync(dataSource, options, cancellationToken);
+        var naive = await GuardAsync(() => RunNaiveAsync(dataSource, options, cancellationToken));
         await SetUpAsync(dataSource, options, cancellationToken);
-        var rowLock = await RunRowLockAsync(dataSource, options, cancellationToken);
+        var rowLock = await GuardAsync(() => RunRowLockAsync(dataSource, options, cancellationToken));
         return new ScenarioResult(Name, options.Workers, Invariant, naive, rowLock);
     }
 
-    /// <summary>Starts <paramref name="workers"/> tasks together so that they really race, and waits for all.</summary>
+    private static async Task<SideResult> GuardAsync(Func<Task<SideResult>> side)
+    {
+        var clock = Stopwatch.StartNew();
+        try
+        {
+            return await side();
+        }
+        catch (Exception e) when (ErrorCounter.IsDatabaseError(e))
+        {
+            var errors = new ErrorCounter();
+            errors.Record(e);
+            return new SideResult(errors, 0, false, $"side stopped by an uncounted error: {e.Message}", clock.Elapsed);
+        }
+    }
+
+    /// <summary>
+    /// Starts <paramref name="workers"/> tasks together so that they really race, and waits for all of them, also when
+    /// one fails (so no worker is still running when the next side resets the tables).
+    /// </summary>
     protected static async Task<T[]> RaceAsync<T>(int workers, Func<int, Task<T>> work)
     {
         var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);

@@ -31,23 +31,19 @@ public sealed class DeadlockRetry : Scenario
     // Naive: lock in the order the request names the accounts, no retry. Deadlocks reach the caller and transfers are lost.
     protected override async Task<SideResult> RunNaiveAsync(NpgsqlDataSource dataSource, LabOptions options, CancellationToken cancellationToken)
     {
-        var errors = 0;
+        var errors = new ErrorCounter();
         var (_, elapsed) = await TimeAsync(() => RaceAsync(options.Workers, async worker =>
         {
             for (var i = 0; i < Transfers(options); i++)
             {
-                try
+                var (from, to) = Direction(worker, i);
+                await errors.RunAsync(async () =>
                 {
                     await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
                     await using var tx = await connection.BeginTransactionAsync(cancellationToken);
-                    var (from, to) = Direction(worker, i);
                     await TransferAsync(connection, tx, from, to);
                     await tx.CommitAsync(cancellationToken);
-                }
-                catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.DeadlockDetected)
-                {
-                    Interlocked.Increment(ref errors);
-                }
+                });
             }
 
             return 0;
@@ -62,28 +58,29 @@ public sealed class DeadlockRetry : Scenario
     {
         var retries = new StrongBox<int>();
         var runner = CountingRunner(dataSource, retries);
+        var errors = new ErrorCounter();
         var (_, elapsed) = await TimeAsync(() => RaceAsync(options.Workers, async worker =>
         {
             for (var i = 0; i < Transfers(options); i++)
             {
                 var (from, to) = Direction(worker, i);
-                await runner.RunAsync((tx, ct) => TransferAsync(tx.Connection!, tx, from, to), cancellationToken);
+                await errors.RunAsync(() => runner.RunAsync((tx, ct) => TransferAsync(tx.Connection!, tx, from, to), cancellationToken));
             }
 
             return 0;
         }));
-        return await ResultAsync(dataSource, options, 0, retries.Value, elapsed);
+        return await ResultAsync(dataSource, options, errors, retries.Value, elapsed);
     }
 
-    private static async Task<SideResult> ResultAsync(NpgsqlDataSource dataSource, LabOptions options, int errors, int retries, TimeSpan elapsed)
+    private static async Task<SideResult> ResultAsync(NpgsqlDataSource dataSource, LabOptions options, ErrorCounter errors, int retries, TimeSpan elapsed)
     {
         await using var connection = await dataSource.OpenConnectionAsync();
         var balances = (await connection.QueryAsync<int>("SELECT balance FROM bank_accounts ORDER BY id")).ToArray();
         var expectedMoves = options.Workers * Transfers(options);
-        var applied = expectedMoves - errors;
+        var applied = expectedMoves - errors.Count;
 
         // Each worker alternates directions, so with no lost transfer account 1 ends where it began (+/- one per odd worker).
         var conserved = balances.Sum() == 2 * Opening;
-        return new SideResult(errors, retries, conserved && errors == 0, $"{applied} of {expectedMoves} transfers, total {balances.Sum()}", elapsed);
+        return new SideResult(errors, retries, conserved && errors.Count == 0, $"{applied} of {expectedMoves} transfers, total {balances.Sum()}", elapsed);
     }
 }

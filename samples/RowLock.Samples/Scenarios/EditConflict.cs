@@ -30,23 +30,30 @@ public sealed class EditConflict : Scenario
     {
         var others = Math.Max(1, options.Workers - 1);
         var toldAtOnce = 0;
-        var errors = 0;
+        var errors = new ErrorCounter();
         var (_, elapsed) = await TimeAsync(async () =>
         {
             var editing = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            var editor = Task.Run(async () =>
+            var editor = errors.RunAsync(async () =>
             {
-                await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-                await using var tx = await connection.BeginTransactionAsync(cancellationToken);
-                await tx.LockRowsAsync<string>("SELECT body FROM documents WHERE id = 1", null, RowLockClause.ForUpdate, cancellationToken);
-                editing.SetResult();
-                await Task.Delay(EditorHolds, cancellationToken); // the user is typing
-                await connection.ExecuteAsync("UPDATE documents SET body = 'edited by the editor' WHERE id = 1", transaction: tx);
-                await tx.CommitAsync(cancellationToken);
-            }, cancellationToken);
+                try
+                {
+                    await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+                    await using var tx = await connection.BeginTransactionAsync(cancellationToken);
+                    await tx.LockRowsAsync<string>("SELECT body FROM documents WHERE id = 1", null, RowLockClause.ForUpdate, cancellationToken);
+                    editing.SetResult();
+                    await Task.Delay(EditorHolds, cancellationToken); // the user is typing
+                    await connection.ExecuteAsync("UPDATE documents SET body = 'edited by the editor' WHERE id = 1", transaction: tx);
+                    await tx.CommitAsync(cancellationToken);
+                }
+                finally
+                {
+                    editing.TrySetResult(); // never leave the other users waiting for an editor that failed
+                }
+            });
 
             await editing.Task;
-            await RaceAsync(others, async user =>
+            await RaceAsync(others, user => errors.RunAsync(async () =>
             {
                 await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
                 await using var tx = await connection.BeginTransactionAsync(cancellationToken);
@@ -63,13 +70,7 @@ public sealed class EditConflict : Scenario
                     await connection.ExecuteAsync("SELECT 1", transaction: tx); // the transaction goes on
                     Interlocked.Increment(ref toldAtOnce);
                 }
-                catch (PostgresException)
-                {
-                    Interlocked.Increment(ref errors);
-                }
-
-                return 0;
-            });
+            }));
             await editor;
             return 0;
         });

@@ -86,23 +86,12 @@ public sealed class FifoStock : Scenario
     {
         var ok = true;
         var worst = "";
-        var errors = 0;
+        var errors = new ErrorCounter();
         var elapsed = TimeSpan.Zero;
         for (var round = 0; round < Rounds(options); round++)
         {
             await RestockAsync(dataSource, cancellationToken);
-            var (sales, time) = await TimeAsync(() => RaceAsync(options.Workers, async worker =>
-            {
-                try
-                {
-                    return await sell(worker);
-                }
-                catch (PostgresException)
-                {
-                    Interlocked.Increment(ref errors);
-                    return false;
-                }
-            }));
+            var (sales, time) = await TimeAsync(() => RaceAsync(options.Workers, worker => errors.RunAsync(() => sell(worker), false)));
             elapsed += time;
             var sold = sales.Count(s => s);
             await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);

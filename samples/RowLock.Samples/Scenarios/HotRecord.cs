@@ -18,20 +18,24 @@ public sealed class HotRecord : Scenario
     // Naive: read, add in C#, write back, under READ COMMITTED. Two workers read the same total and one increment is lost.
     protected override async Task<SideResult> RunNaiveAsync(NpgsqlDataSource dataSource, LabOptions options, CancellationToken cancellationToken)
     {
+        var errors = new ErrorCounter();
         var (_, elapsed) = await TimeAsync(() => RaceAsync(options.Workers, async _ =>
         {
             for (var i = 0; i < options.Iterations; i++)
             {
-                await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-                await using var tx = await connection.BeginTransactionAsync(cancellationToken);
-                var total = await connection.QuerySingleAsync<int>("SELECT total FROM hot_record WHERE id = 1", transaction: tx);
-                await connection.ExecuteAsync("UPDATE hot_record SET total = @total WHERE id = 1", new { total = total + 1 }, tx);
-                await tx.CommitAsync(cancellationToken);
+                await errors.RunAsync(async () =>
+                {
+                    await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+                    await using var tx = await connection.BeginTransactionAsync(cancellationToken);
+                    var total = await connection.QuerySingleAsync<int>("SELECT total FROM hot_record WHERE id = 1", transaction: tx);
+                    await connection.ExecuteAsync("UPDATE hot_record SET total = @total WHERE id = 1", new { total = total + 1 }, tx);
+                    await tx.CommitAsync(cancellationToken);
+                });
             }
 
             return 0;
         }));
-        return await ResultAsync(dataSource, options, 0, 0, elapsed);
+        return await ResultAsync(dataSource, options, errors, 0, elapsed);
     }
 
     // RowLock: lock the row FOR UPDATE before reading it. The second worker waits for the first to commit and then
@@ -40,23 +44,24 @@ public sealed class HotRecord : Scenario
     {
         var retries = new StrongBox<int>();
         var runner = CountingRunner(dataSource, retries);
+        var errors = new ErrorCounter();
         var (_, elapsed) = await TimeAsync(() => RaceAsync(options.Workers, async _ =>
         {
             for (var i = 0; i < options.Iterations; i++)
             {
-                await runner.RunAsync(async (tx, ct) =>
+                await errors.RunAsync(() => runner.RunAsync(async (tx, ct) =>
                 {
                     var rows = await tx.LockRowsAsync<int>("SELECT total FROM hot_record WHERE id = @id", new { id = 1 }, RowLockClause.ForUpdate, ct);
                     await tx.Connection!.ExecuteAsync("UPDATE hot_record SET total = @total WHERE id = 1", new { total = rows[0] + 1 }, tx);
-                }, cancellationToken);
+                }, cancellationToken));
             }
 
             return 0;
         }));
-        return await ResultAsync(dataSource, options, 0, retries.Value, elapsed);
+        return await ResultAsync(dataSource, options, errors, retries.Value, elapsed);
     }
 
-    private static async Task<SideResult> ResultAsync(NpgsqlDataSource dataSource, LabOptions options, int errors, int retries, TimeSpan elapsed)
+    private static async Task<SideResult> ResultAsync(NpgsqlDataSource dataSource, LabOptions options, ErrorCounter errors, int retries, TimeSpan elapsed)
     {
         var expected = options.Workers * options.Iterations;
         var total = (int)(await dataSource.CreateCommand("SELECT total FROM hot_record").ExecuteScalarAsync())!;

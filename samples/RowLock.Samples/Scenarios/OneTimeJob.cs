@@ -53,23 +53,11 @@ public sealed class OneTimeJob : Scenario
 
     private static async Task<SideResult> RoundsAsync(NpgsqlDataSource dataSource, LabOptions options, CancellationToken cancellationToken, Func<int, int, Task> work)
     {
-        var errors = 0;
+        var errors = new ErrorCounter();
         var elapsed = TimeSpan.Zero;
         for (var round = 0; round < Rounds(options); round++)
         {
-            var (_, time) = await TimeAsync(() => RaceAsync(options.Workers, async worker =>
-            {
-                try
-                {
-                    await work(round, worker);
-                }
-                catch (PostgresException)
-                {
-                    Interlocked.Increment(ref errors);
-                }
-
-                return 0;
-            }));
+            var (_, time) = await TimeAsync(() => RaceAsync(options.Workers, worker => errors.RunAsync(() => work(round, worker))));
             elapsed += time;
         }
 

@@ -1,4 +1,9 @@
+using System.Reflection;
 using RowLock.TestServer;
+using Xunit.Abstractions;
+using Xunit.Sdk;
+
+[assembly: TestFramework("RowLock.Tests.Infrastructure.RowLockTestFramework", "RowLock.Tests")]
 
 namespace RowLock.Tests.Infrastructure;
 
@@ -14,6 +19,18 @@ public static class SharedPgBouncer
     });
 
     public static Task<PgBouncer> GetAsync() => Bouncer.Value;
+
+    /// <summary>Whether the pgbouncer binary is on this machine.</summary>
+    public static bool IsInstalled => PgBouncer.FindBinary() is not null;
+
+    /// <summary>The tests of this assembly that need PgBouncer.</summary>
+    public static int TestCount => typeof(SharedPgBouncer).Assembly.GetTypes()
+        .SelectMany(t => t.GetMethods(BindingFlags.Public | BindingFlags.Instance | BindingFlags.DeclaredOnly))
+        .Count(m => m.IsDefined(typeof(PgBouncerFactAttribute), inherit: false));
+
+    /// <summary>The one line a run prints when pgbouncer is missing.</summary>
+    public static string MissingNotice =>
+        $"pgbouncer not installed: {TestCount} PgBouncer tests skipped; install it with apt-get install pgbouncer (Debian/Ubuntu; .ci/run installs it).";
 }
 
 /// <summary>A fact that needs PgBouncer; skipped, with the reason, where it is not installed (.ci/run installs it).</summary>
@@ -21,9 +38,26 @@ public sealed class PgBouncerFactAttribute : FactAttribute
 {
     public PgBouncerFactAttribute()
     {
-        if (PgBouncer.FindBinary() is null)
+        if (!SharedPgBouncer.IsInstalled)
         {
             Skip = "pgbouncer is not installed on this machine (apt-get install pgbouncer; .ci/run installs it).";
+        }
+    }
+}
+
+/// <summary>
+/// xUnit's own framework, plus one line in the <c>dotnet test</c> output when pgbouncer is missing, so that its tests
+/// are not skipped silently. The line is a diagnostic message (xunit.runner.json enables them), which the console
+/// shows at the default verbosity, once per run.
+/// </summary>
+public sealed class RowLockTestFramework : XunitTestFramework
+{
+    public RowLockTestFramework(IMessageSink messageSink)
+        : base(messageSink)
+    {
+        if (!SharedPgBouncer.IsInstalled)
+        {
+            messageSink.OnMessage(new DiagnosticMessage(SharedPgBouncer.MissingNotice));
         }
     }
 }
