@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Dapper;
 using Npgsql;
 using RowLock.Tests.Infrastructure;
+using Xunit.Abstractions;
 
 namespace RowLock.Tests;
 
@@ -9,7 +10,7 @@ namespace RowLock.Tests;
 /// The ways an advisory lock could outlive the code that thinks it released it (or never took it): a grant racing the
 /// timeout, an unlock that fails, a connection that is not ours alone, a key two databases share.
 /// </summary>
-public sealed class AdvisoryLockSafetyTests(DatabaseFixture db) : IClassFixture<DatabaseFixture>
+public sealed class AdvisoryLockSafetyTests(DatabaseFixture db, ITestOutputHelper output) : IClassFixture<DatabaseFixture>
 {
     private const int Races = 600;
     private static readonly TimeSpan RaceTimeout = TimeSpan.FromMilliseconds(10);
@@ -37,12 +38,15 @@ public sealed class AdvisoryLockSafetyTests(DatabaseFixture db) : IClassFixture<
     {
         var key = UniqueKey();
         await using var pool = db.CreateDataSource(_ => { });
+        var log = new RecordingLoggerProvider();
+        using var loggerFactory = log.CreateFactory();
+        var locks = new AdvisoryLocks(pool, loggerFactory);
         await using var holder = await db.DataSource.OpenConnectionAsync();
         int granted = 0, refused = 0, leaked = 0;
         for (var race = 0; race < Races; race++)
         {
             await holder.ExecuteAsync("SELECT pg_advisory_lock(@k)", new { k = key.Value });
-            var attempt = pool.TryAcquireAdvisoryLockAsync(key, RaceTimeout);
+            var attempt = locks.TryAcquireAsync(key, RaceTimeout);
             await ReleaseNearTheTimeoutAsync(holder, key, race);
             var handle = await attempt;
             if (handle is not null)
@@ -63,6 +67,8 @@ public sealed class AdvisoryLockSafetyTests(DatabaseFixture db) : IClassFixture<
             }
         }
 
+        var grantedAtTimeout = log.Entries.Count(e => e.EventId == RowLockEventIds.AdvisoryLockGrantedAtTimeout);
+        output.WriteLine($"{Races} timed session tries: {granted} granted ({grantedAtTimeout} just as the timeout fired), {refused} refused, {leaked} leaked.");
         Assert.True(granted > 0 && refused > 0, $"The races should go both ways: {granted} granted, {refused} refused.");
         Assert.True(leaked == 0, $"{leaked} of {Races} timed tries ({granted} granted, {refused} refused) left the lock held by a pooled connection.");
     }
@@ -97,6 +103,7 @@ public sealed class AdvisoryLockSafetyTests(DatabaseFixture db) : IClassFixture<
             await tx.RollbackAsync();
         }
 
+        output.WriteLine($"{Races} timed transaction tries: {granted} granted, {refused} refused, {heldAfterRefusal} held after refusal.");
         Assert.True(granted > 0 && refused > 0, $"The races should go both ways: {granted} granted, {refused} refused.");
         Assert.Equal(0, heldAfterRefusal);
         Assert.Equal(0, await HoldersAsync(key));

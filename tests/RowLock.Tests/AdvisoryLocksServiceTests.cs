@@ -1,5 +1,3 @@
-using System.Collections.Concurrent;
-using Microsoft.Extensions.Logging;
 using RowLock.Tests.Infrastructure;
 
 namespace RowLock.Tests;
@@ -15,8 +13,8 @@ public sealed class AdvisoryLocksServiceTests(DatabaseFixture db) : IClassFixtur
     [Fact]
     public async Task The_service_logs_each_outcome_under_its_category_with_the_public_event_ids()
     {
-        var provider = new RecordingProvider();
-        using var factory = LoggerFactory.Create(b => b.AddProvider(provider).SetMinimumLevel(LogLevel.Trace));
+        var provider = new RecordingLoggerProvider();
+        using var factory = provider.CreateFactory();
         var locks = new AdvisoryLocks(db.DataSource, factory);
         var key = UniqueKey();
 
@@ -34,8 +32,8 @@ public sealed class AdvisoryLocksServiceTests(DatabaseFixture db) : IClassFixtur
     [Fact]
     public async Task The_transaction_extension_methods_log_nothing()
     {
-        var provider = new RecordingProvider();
-        using var factory = LoggerFactory.Create(b => b.AddProvider(provider).SetMinimumLevel(LogLevel.Trace));
+        var provider = new RecordingLoggerProvider();
+        using var factory = provider.CreateFactory();
         _ = new AdvisoryLocks(db.DataSource, factory);
         await using var connection = await db.DataSource.OpenConnectionAsync();
         await using var tx = await connection.BeginTransactionAsync();
@@ -48,8 +46,8 @@ public sealed class AdvisoryLocksServiceTests(DatabaseFixture db) : IClassFixtur
     public async Task Handles_outliving_a_disposed_logger_factory_still_acquire_and_release()
     {
         // What AddRowLock's static did: the container (and its logger factory) is disposed while locks are still taken.
-        var provider = new RecordingProvider();
-        var factory = LoggerFactory.Create(b => b.AddProvider(provider).SetMinimumLevel(LogLevel.Trace));
+        var provider = new RecordingLoggerProvider();
+        var factory = provider.CreateFactory();
         var locks = new AdvisoryLocks(db.DataSource, factory);
         var key = UniqueKey();
         await using var before = await locks.AcquireAsync(key, mode: AdvisoryLockMode.Shared);
@@ -72,14 +70,14 @@ public sealed class AdvisoryLocksServiceTests(DatabaseFixture db) : IClassFixtur
         // (Microsoft.Extensions.Logging wraps a provider's exception in an AggregateException.)
 
         // Throws while logging "acquired": the call fails, and the lock it had just taken is released.
-        var failing = new AdvisoryLocks(db.DataSource, LoggerFactory.Create(b => b.AddProvider(new RecordingProvider(throwOn: RowLockEventIds.AdvisoryLockAcquired)).SetMinimumLevel(LogLevel.Trace)));
+        var failing = new AdvisoryLocks(db.DataSource, new RecordingLoggerProvider(throwOn: RowLockEventIds.AdvisoryLockAcquired).CreateFactory());
         await Assert.ThrowsAsync<AggregateException>(() => failing.AcquireAsync(key));
         Assert.Equal(0, await HoldersAsync(key));
         await Assert.ThrowsAsync<AggregateException>(() => failing.AcquireInTransactionAsync(key));
         Assert.Equal(0, await HoldersAsync(key));
 
         // Throws while logging "released": the lock is released and the connection given back before the error surfaces.
-        var failingRelease = new AdvisoryLocks(db.DataSource, LoggerFactory.Create(b => b.AddProvider(new RecordingProvider(throwOn: RowLockEventIds.AdvisoryLockReleased)).SetMinimumLevel(LogLevel.Trace)));
+        var failingRelease = new AdvisoryLocks(db.DataSource, new RecordingLoggerProvider(throwOn: RowLockEventIds.AdvisoryLockReleased).CreateFactory());
         foreach (var acquire in new Func<Task<AdvisoryLockHandle>>[] { () => failingRelease.AcquireAsync(key), () => failingRelease.AcquireInTransactionAsync(key) })
         {
             var handle = await acquire();
@@ -101,38 +99,5 @@ public sealed class AdvisoryLocksServiceTests(DatabaseFixture db) : IClassFixtur
 
         Assert.Equal(0, await HoldersAsync(key));
         Assert.Throws<ArgumentNullException>(() => new AdvisoryLocks(null!));
-    }
-
-    /// <summary>Records (category, event id) of every entry; optionally throws on one event id.</summary>
-    private sealed class RecordingProvider(int? throwOn = null) : ILoggerProvider
-    {
-        private readonly ConcurrentQueue<(string Category, int EventId)> _entries = new();
-        private readonly int? _throwOn = throwOn;
-
-        public IReadOnlyList<(string Category, int EventId)> Entries => [.. _entries];
-
-        public ILogger CreateLogger(string categoryName) => new Recorder(this, categoryName);
-
-        public void Dispose()
-        {
-        }
-
-        private sealed class Recorder(RecordingProvider owner, string category) : ILogger
-        {
-            public IDisposable? BeginScope<TState>(TState state)
-                where TState : notnull => null;
-
-            public bool IsEnabled(LogLevel logLevel) => true;
-
-            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
-            {
-                if (eventId.Id == owner._throwOn)
-                {
-                    throw new InvalidOperationException("The logger failed.");
-                }
-
-                owner._entries.Enqueue((category, eventId.Id));
-            }
-        }
     }
 }
