@@ -75,6 +75,15 @@ public sealed class RowLockPredicatesTests
         Assert.True(RowLockPredicates.IsConnectionLoss(Fatal(PostgresErrorCodes.InternalError, "PANIC")));
     }
 
+    [Fact]
+    public void A_connection_the_work_lost_and_swallowed_is_connection_loss_with_or_without_the_break_reason()
+    {
+        Assert.True(RowLockPredicates.IsConnectionLoss(new ConnectionLostBeforeCommitException(null)));
+        Assert.True(RowLockPredicates.IsConnectionLoss(new ConnectionLostBeforeCommitException(Fatal(PostgresErrorCodes.AdminShutdown))));
+        Assert.True(new ConnectionLostBeforeCommitException(null).IsTransient);
+        Assert.Equal(PostgresErrorCodes.AdminShutdown, RowLockPredicates.FindSqlState(new ConnectionLostBeforeCommitException(Fatal(PostgresErrorCodes.AdminShutdown))));
+    }
+
     [Theory]
     [InlineData(PostgresErrorCodes.InvalidPassword)]
     [InlineData(PostgresErrorCodes.InvalidAuthorizationSpecification)]

@@ -86,12 +86,16 @@ public sealed class UnitOfWorkConnectionLossTests(DatabaseFixture db) : IClassFi
             await tx.Connection!.ExecuteAsync($"INSERT INTO {table} VALUES (@attempt)", new { attempt }, tx);
             if (attempt == 1)
             {
+                var pid = tx.Connection!.ProcessID;
                 await tx.Connection!.ExecuteAsync("SET LOCAL idle_in_transaction_session_timeout = 100", transaction: tx);
-                await Task.Delay(TimeSpan.FromMilliseconds(600), ct); // slow client-side work: the server ends the session (25P03)
+                while (await db.ScalarAsync<long>("SELECT count(*) FROM pg_stat_activity WHERE pid = @pid", new { pid }) > 0)
+                {
+                    await Task.Delay(50, ct); // slow client-side work: the server ends the idle session (FATAL 25P03)
+                }
             }
 
             await tx.Connection!.ExecuteAsync("SELECT 1", transaction: tx);
-        });
+        }).WaitAsync(TimeSpan.FromSeconds(60));
 
         Assert.Equal(2, attempt);
         Assert.Equal(new[] { 2 }, await AttemptsWrittenAsync(table)); // the first attempt's write was rolled back
