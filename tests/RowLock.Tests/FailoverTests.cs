@@ -42,6 +42,8 @@ public sealed class FailoverTests(ITestOutputHelper output)
         var database = await pair.CreateDatabaseAsync("failover");
         const int initialStock = 1_000_000;
         var jobs = 2_000 + (400 * (loadSeconds ?? 5));
+        // Npgsql remembers the promoted server as a standby for Host Recheck Seconds (default 10: callers then wait about
+        // 11 s, more than the library's default retry budget); 2 keeps this test short, the budget above covers either.
         await using var dataSource = NpgsqlDataSource.Create(new NpgsqlConnectionStringBuilder(database) { HostRecheckSeconds = 2 }.ConnectionString);
         await using (var setup = await dataSource.OpenConnectionAsync())
         {
@@ -106,7 +108,7 @@ public sealed class FailoverTests(ITestOutputHelper output)
             $"failover under load: {elapsed.TotalSeconds:F1} s, {failovers} failover(s) ({string.Join(", ", failoverTimes.Select(t => $"{t.TotalMilliseconds:F0} ms"))} kill-to-writable); " +
             $"operations {outcomes.Operations + onDefaults.Operations}, acknowledged {acknowledged.Count}, lost {lost.Count}, unknown {unknown.Count} (landed {unknownLanded.Count}), " +
             $"retry budget ended {outcomes.Exhausted.Count} (failover budget) + {onDefaults.Exhausted.Count} (library defaults, {WorkersOnDefaults} workers), " +
-            $"unexpected errors {outcomes.Unexpected.Count} + {onDefaults.Unexpected.Count} (defaults); counter {counter}, stock sold {initialStock - stock}, jobs consumed {consumedBy.Count}");
+            $"unexpected errors {outcomes.Unexpected.Count} + {onDefaults.Unexpected.Count} (defaults); longest call {outcomes.Longest.TotalMilliseconds:F0} ms + {onDefaults.Longest.TotalMilliseconds:F0} ms (defaults); counter {counter}, stock sold {initialStock - stock}, jobs consumed {consumedBy.Count}");
         output.WriteLine(summary);
         Console.Error.WriteLine(summary);
 

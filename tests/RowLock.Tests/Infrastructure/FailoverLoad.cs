@@ -15,11 +15,17 @@ public sealed class CallerOutcomes
 
     public ConcurrentQueue<Exception> Unexpected { get; } = new();
 
+    private readonly object _gate = new();
+
     public int Operations => Acknowledged.Count + Unknown.Count + Exhausted.Count + Unexpected.Count;
+
+    /// <summary>The longest single call: how long a caller waited through the fault (the retry budget it used).</summary>
+    public TimeSpan Longest { get; private set; }
 
     /// <summary>Runs one operation and files its outcome under <paramref name="id"/>.</summary>
     public async Task RecordAsync(Guid id, string kind, Func<Task> run)
     {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         try
         {
             await run();
@@ -36,6 +42,14 @@ public sealed class CallerOutcomes
         catch (Exception e)
         {
             Unexpected.Enqueue(e);
+        }
+
+        lock (_gate)
+        {
+            if (clock.Elapsed > Longest)
+            {
+                Longest = clock.Elapsed;
+            }
         }
     }
 
