@@ -1,3 +1,5 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
 using Npgsql;
 
 namespace RowLock.Tests.Infrastructure;
@@ -38,6 +40,19 @@ public sealed class StagedLockChain : IAsyncDisposable
 
     /// <summary>The letter of a pid (for normalising rendered output).</summary>
     public string LetterOf(int pid) => Pids.Single(p => p.Value == pid).Key;
+
+    /// <summary>
+    /// Rendered output with the volatile parts fixed: pids become their letters (<c>pid A</c>, node <c>pA</c>),
+    /// durations <c>hh:mm:ss</c>, transaction ids <c>X</c>, the database name <c>DB</c>.
+    /// </summary>
+    public string Normalise(string rendered, string database)
+    {
+        var text = rendered.Replace(database, "DB", StringComparison.Ordinal);
+        text = Regex.Replace(text, @"transaction \d+", "transaction X");
+        text = Regex.Replace(text, @"\b\d{2,}:\d{2}:\d{2}\b", "hh:mm:ss");
+        text = Regex.Replace(text, @"(?<=\bpid |\bp)(\d+)\b", m => Pids.FirstOrDefault(p => p.Value.ToString(CultureInfo.InvariantCulture) == m.Value).Key ?? "?");
+        return text;
+    }
 
     public static async Task<StagedLockChain> StageAsync(DatabaseFixture db)
     {
