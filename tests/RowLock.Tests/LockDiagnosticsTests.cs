@@ -7,18 +7,9 @@ namespace RowLock.Tests;
 /// Issue 16: who blocks whom. Every test stages a real chain (see <see cref="StagedLockChain"/>) that mixes a row
 /// lock, an advisory lock and a transaction-id wait, four levels deep, and reads it back.
 /// </summary>
-public sealed class LockDiagnosticsTests(DatabaseFixture db) : IClassFixture<DatabaseFixture>, IAsyncLifetime
+public sealed class LockDiagnosticsTests(DatabaseFixture db) : IClassFixture<DatabaseFixture>
 {
-    // The chain's tables and sessions are per database: tests in this class must not overlap.
-    private static readonly SemaphoreSlim OneChainAtATime = new(1, 1);
-
-    public Task InitializeAsync() => OneChainAtATime.WaitAsync();
-
-    public Task DisposeAsync()
-    {
-        OneChainAtATime.Release();
-        return Task.CompletedTask;
-    }
+    // xUnit runs the tests of one class one after the other, so each staged chain has the class's database to itself.
 
     [Fact]
     public async Task A_snapshot_of_a_four_level_chain_names_the_root_every_wait_target_and_the_advisory_name()

@@ -64,7 +64,8 @@ public static class LockDiagnostics
     /// <summary>
     /// Creates (or replaces) <c>schema.rowlock_advisory_key(name text) RETURNS bigint</c>, computing
     /// <see cref="AdvisoryLockKey.FromName"/> inside PostgreSQL, so an operator can find a named lock in psql:
-    /// <c>SELECT * FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 AND (classid::bigint &lt;&lt; 32 | objid::bigint) = rowlock_advisory_key('jobs.sync')</c>.
+    /// <c>SELECT * FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 AND (classid::bigint &lt;&lt; 32 | objid::bigint) = rowlock_advisory_key('jobs.sync')
+    /// AND database = (SELECT oid FROM pg_database WHERE datname = current_database())</c> (advisory locks are per database; pg_locks shows every database's).
     /// Installed only when you call this; needs CREATE on the schema. The function is IMMUTABLE, STRICT and PARALLEL SAFE.
     /// </summary>
     /// <exception cref="ArgumentNullException"><paramref name="dataSource"/> or <paramref name="schema"/> is null.</exception>
