@@ -1,0 +1,121 @@
+using Npgsql;
+using RowLock.Diagnostics.LockWaits;
+using RowLock.Internal;
+
+namespace RowLock;
+
+/// <summary>
+/// Lock diagnostics for incidents: who waits, on what, behind whom, for how long (see <see cref="LockWaitSnapshot"/>),
+/// and the optional SQL function that lets an operator find a named advisory lock in <c>pg_locks</c> from psql.
+/// </summary>
+public static class LockDiagnostics
+{
+    /// <summary>The name of the function <see cref="InstallAdvisoryKeyFunctionAsync"/> creates.</summary>
+    public const string AdvisoryKeyFunctionName = "rowlock_advisory_key";
+
+    /// <summary>
+    /// Takes a lock-wait snapshot of the data source's database in one round trip on one pooled connection.
+    /// Takes no locks beyond the lock manager's brief internal ones (pg_blocking_pids is called only for waiting sessions).
+    /// </summary>
+    /// <remarks>
+    /// Works for any role. Without superuser or membership in <c>pg_read_all_stats</c>, other roles' sessions show
+    /// their pid, role, application name, what they wait for, whom they wait on and since when, but not their query,
+    /// state, client or transaction age (see <see cref="LockSession.IsDetailHidden"/>). Wait durations need PostgreSQL 14 or later.
+    /// </remarks>
+    /// <exception cref="ArgumentNullException"><paramref name="dataSource"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">An option is out of range.</exception>
+    /// <exception cref="NpgsqlException">The server could not be reached or the query failed.</exception>
+    public static async Task<LockWaitSnapshot> GetLockWaitSnapshotAsync(
+        this NpgsqlDataSource dataSource,
+        LockWaitSnapshotOptions? options = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(dataSource);
+        options ??= new LockWaitSnapshotOptions();
+        Validate(options);
+        var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using (connection.ConfigureAwait(false))
+        {
+            return await ReadAsync(connection, options, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Takes a lock-wait snapshot on an open connection you own (one round trip; see the data source overload).</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="connection"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">An option is out of range.</exception>
+    /// <exception cref="InvalidOperationException">The connection is not open.</exception>
+    /// <exception cref="NpgsqlException">The query failed.</exception>
+    public static Task<LockWaitSnapshot> GetLockWaitSnapshotAsync(
+        this NpgsqlConnection connection,
+        LockWaitSnapshotOptions? options = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        options ??= new LockWaitSnapshotOptions();
+        Validate(options);
+        if (connection.State != System.Data.ConnectionState.Open)
+        {
+            throw new InvalidOperationException("The connection must be open to take a lock-wait snapshot.");
+        }
+
+        return ReadAsync(connection, options, cancellationToken);
+    }
+
+    /// <summary>
+    /// Creates (or replaces) <c>schema.rowlock_advisory_key(name text) RETURNS bigint</c>, computing
+    /// <see cref="AdvisoryLockKey.FromName"/> inside PostgreSQL, so an operator can find a named lock in psql:
+    /// <c>SELECT * FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 AND (classid::bigint &lt;&lt; 32 | objid::bigint) = rowlock_advisory_key('jobs.sync')
+    /// AND database = (SELECT oid FROM pg_database WHERE datname = current_database())</c> (advisory locks are per database; pg_locks shows every database's).
+    /// Installed only when you call this; needs CREATE on the schema. The function is IMMUTABLE, STRICT and PARALLEL SAFE.
+    /// </summary>
+    /// <exception cref="ArgumentNullException"><paramref name="dataSource"/> or <paramref name="schema"/> is null.</exception>
+    /// <exception cref="ArgumentException"><paramref name="schema"/> is not a valid identifier.</exception>
+    /// <exception cref="Npgsql.PostgresException">The role may not create functions in the schema, or the schema does not exist.</exception>
+    public static async Task InstallAdvisoryKeyFunctionAsync(
+        this NpgsqlDataSource dataSource,
+        string schema = "public",
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(dataSource);
+        var quotedSchema = Identifier.Quote(schema, nameof(schema));
+        var sql = $"""
+            CREATE OR REPLACE FUNCTION {quotedSchema}.{AdvisoryKeyFunctionName}(name text) RETURNS bigint
+            LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+            AS $rowlock$ SELECT ('x' || encode(substring(sha256(convert_to(name, 'UTF8')) from 1 for 8), 'hex'))::bit(64)::bigint $rowlock$;
+            COMMENT ON FUNCTION {quotedSchema}.{AdvisoryKeyFunctionName}(text) IS
+                'RowLock: the advisory lock key of a name (first 8 bytes of SHA-256 of its UTF-8 bytes, big-endian). In pg_locks: classid = key >> 32, objid = key & 4294967295, objsubid = 1.';
+            """;
+        var command = dataSource.CreateCommand(sql);
+        await using (command.ConfigureAwait(false))
+        {
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private static void Validate(LockWaitSnapshotOptions options)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxQueryLength, 1, nameof(options.MaxQueryLength));
+        ArgumentOutOfRangeException.ThrowIfNegative(options.LongestTransactionCount, nameof(options.LongestTransactionCount));
+    }
+
+    private static async Task<LockWaitSnapshot> ReadAsync(NpgsqlConnection connection, LockWaitSnapshotOptions options, CancellationToken cancellationToken)
+    {
+        var command = new NpgsqlCommand(LockWaitSql.Build(connection.PostgreSqlVersion.Major), connection)
+        {
+            Parameters =
+            {
+                new NpgsqlParameter<bool> { TypedValue = options.AllDatabases },
+                new NpgsqlParameter<int> { TypedValue = options.MaxQueryLength },
+                new NpgsqlParameter<int> { TypedValue = options.LongestTransactionCount },
+            },
+        };
+        await using (command.ConfigureAwait(false))
+        {
+            var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                return await LockWaitReader.ReadAsync(reader, options.AdvisoryKeyNames, cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+}
