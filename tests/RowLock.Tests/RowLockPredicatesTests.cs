@@ -78,10 +78,21 @@ public sealed class RowLockPredicatesTests
     [Fact]
     public void A_connection_the_work_lost_and_swallowed_is_connection_loss_with_or_without_the_break_reason()
     {
-        Assert.True(RowLockPredicates.IsConnectionLoss(new ConnectionLostBeforeCommitException(null)));
-        Assert.True(RowLockPredicates.IsConnectionLoss(new ConnectionLostBeforeCommitException(Fatal(PostgresErrorCodes.AdminShutdown))));
-        Assert.True(new ConnectionLostBeforeCommitException(null).IsTransient);
-        Assert.Equal(PostgresErrorCodes.AdminShutdown, RowLockPredicates.FindSqlState(new ConnectionLostBeforeCommitException(Fatal(PostgresErrorCodes.AdminShutdown))));
+        Assert.True(RowLockPredicates.IsConnectionLoss(ConnectionLostBeforeCommitException.Swallowed(null)));
+        Assert.True(RowLockPredicates.IsConnectionLoss(ConnectionLostBeforeCommitException.Swallowed(Fatal(PostgresErrorCodes.AdminShutdown))));
+        Assert.True(ConnectionLostBeforeCommitException.Swallowed(null).IsTransient);
+        Assert.Equal(PostgresErrorCodes.AdminShutdown, RowLockPredicates.FindSqlState(ConnectionLostBeforeCommitException.Swallowed(Fatal(PostgresErrorCodes.AdminShutdown))));
+    }
+
+    [Fact]
+    public void A_connection_that_could_not_be_opened_or_broke_during_the_work_is_connection_loss()
+    {
+        var noHost = new NpgsqlException("No suitable host was found.");
+        Assert.False(RowLockPredicates.IsConnectionLoss(noHost)); // Npgsql's own shape: not transient by itself
+        Assert.True(RowLockPredicates.IsConnectionLoss(ConnectionLostBeforeCommitException.CannotOpen(noHost)));
+        var timeout = new NpgsqlException("Exception while reading from stream", new TimeoutException("Timeout during reading attempt"));
+        Assert.True(RowLockPredicates.IsConnectionLoss(ConnectionLostBeforeCommitException.BrokeDuringWork(timeout)));
+        Assert.Contains("No suitable host was found.", ConnectionLostBeforeCommitException.CannotOpen(noHost).Message, StringComparison.Ordinal);
     }
 
     [Theory]

@@ -34,7 +34,7 @@ internal static class UnitOfWorkAttempt
         Func<NpgsqlTransaction, CancellationToken, Task<T>> work,
         CancellationToken cancellationToken)
     {
-        var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var connection = await OpenAsync(dataSource, cancellationToken).ConfigureAwait(false);
         await using (connection.ConfigureAwait(false))
         {
             var transaction = await connection.BeginTransactionAsync(isolationLevel, cancellationToken).ConfigureAwait(false);
@@ -47,6 +47,14 @@ internal static class UnitOfWorkAttempt
                 try
                 {
                     result = await work(transaction, cancellationToken).ConfigureAwait(false);
+                }
+                catch (NpgsqlException e) when (e is not PostgresException && !RowLockPredicates.IsConnectionLoss(e)
+                    && connection.FullState.HasFlag(ConnectionState.Broken) && !cancellationToken.IsCancellationRequested)
+                {
+                    // Npgsql broke the connection (a statement got no answer within Command Timeout and the cancel did not
+                    // get through either): the server rolls back whatever it still holds; nothing was committed. A command
+                    // timeout whose cancel worked leaves the connection open and is not retried (like 57014).
+                    throw ConnectionLostBeforeCommitException.BrokeDuringWork(e);
                 }
                 catch (Exception e)
                 {
@@ -71,6 +79,23 @@ internal static class UnitOfWorkAttempt
                 await CommitAsync(connection, transaction, marker, logger).ConfigureAwait(false);
                 return result;
             }
+        }
+    }
+
+    /// <summary>
+    /// A connection that cannot be had is a certain "nothing sent": retryable, whatever Npgsql says (during a failover
+    /// "No suitable host was found" carries no inner exception and is not transient for Npgsql). Server refusals that a
+    /// retry cannot cure (authentication, class 28; no such database, 3D000) stay as they are.
+    /// </summary>
+    private static async Task<NpgsqlConnection> OpenAsync(NpgsqlDataSource dataSource, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (NpgsqlException e) when (e is not PostgresException && !RowLockPredicates.IsConnectionLoss(e) && !cancellationToken.IsCancellationRequested)
+        {
+            throw ConnectionLostBeforeCommitException.CannotOpen(e);
         }
     }
 
@@ -160,7 +185,7 @@ internal static class UnitOfWorkAttempt
             breakReason = e.InnerException;
         }
 
-        throw new ConnectionLostBeforeCommitException(breakReason);
+        throw ConnectionLostBeforeCommitException.Swallowed(breakReason);
     }
 
     /// <summary>Is the runner's own transaction aborted? Asked only when the work threw 25P02, which may come from another connection.</summary>
