@@ -177,12 +177,6 @@ public sealed class DbContextTransactionRunner<TContext>
 
     private static void RefuseUnsuitable(TContext db, Attempts attempts)
     {
-        if (db.Database.CurrentTransaction is not null)
-        {
-            throw new InvalidOperationException(
-                "The context factory returned a context that already has a transaction. The runner must own the transaction it retries: give it a factory that creates a new context per call.");
-        }
-
         if (ReferenceEquals(attempts.LastContext, db))
         {
             throw new InvalidOperationException(
@@ -190,6 +184,12 @@ public sealed class DbContextTransactionRunner<TContext>
         }
 
         attempts.LastContext = db;
+        if (db.Database.CurrentTransaction is not null)
+        {
+            throw new InvalidOperationException(
+                "The context factory returned a context that already has a transaction. The runner must own the transaction it retries: give it a factory that creates a new context per call.");
+        }
+
         if (db.Database.CreateExecutionStrategy().RetriesOnFailure)
         {
             throw new InvalidOperationException(
