@@ -5,7 +5,7 @@ using RowLock.Benchmarks;
 using RowLock.TestServer;
 
 // RowLock benchmarks: every comparison runs both sides in this process, on the same server, in the same run, alternating.
-// Usage: dotnet run -c Release --project tests/RowLock.Benchmarks -- [--quick] [--only overhead|hot-row|queue|advisory] [--out PATH]
+// Usage: dotnet run -c Release --project tests/RowLock.Benchmarks -- [--quick] [--only overhead|hot-row|queue|advisory|ef] [--out PATH]
 var quick = args.Contains("--quick");
 var only = Option("--only");
 var output = Option("--out") ?? Path.Combine(RepositoryRoot(), "docs", "benchmarks.md");
@@ -37,6 +37,7 @@ report.AppendLine();
     ("hot-row", "2. Hot row under contention", HotRowBenchmark.RunAsync),
     ("queue", "3. Queue: SKIP LOCKED claims against plain FOR UPDATE (and 5. allocations)", QueueBenchmark.RunAsync),
     ("advisory", "4. Advisory locks", AdvisoryBenchmark.RunAsync),
+    ("ef", "6. EF Core: WithRowLock against FromSql with a hand-written FOR UPDATE", EfBenchmark.RunAsync),
 ];
 foreach (var (key, title, run) in benchmarks.Where(b => only is null || b.Key == only))
 {

@@ -1,0 +1,150 @@
+using System.Diagnostics;
+using System.Globalization;
+using RowLock.EntityFrameworkCore.Tests.Infrastructure;
+
+namespace RowLock.EntityFrameworkCore.Tests;
+
+/// <summary>
+/// Packs RowLock and RowLock.EntityFrameworkCore into a local folder, restores both by version from there into a fresh
+/// console project, and runs a locking EF query against the test server: the packages, not just the projects, work.
+/// </summary>
+public sealed class PackageConsumerTests(EfFixture ef) : IClassFixture<EfFixture>
+{
+    [Fact]
+    public async Task A_console_app_referencing_both_packed_packages_locks_a_row_through_EF()
+    {
+        var root = Directory.CreateTempSubdirectory("rowlock-ef-consumer-");
+        var version = "0.0.0-efconsumer." + DateTime.UtcNow.ToString("yyyyMMddHHmmss", CultureInfo.InvariantCulture);
+        try
+        {
+            var feed = Path.Combine(root.FullName, "feed");
+            var app = Path.Combine(root.FullName, "app");
+            Directory.CreateDirectory(app);
+            foreach (var project in new[] { "RowLock", "RowLock.EntityFrameworkCore" })
+            {
+                await DotnetAsync(root.FullName, "pack", Path.Combine(RepositoryRoot(), "src", project, project + ".csproj"),
+                    "-c", "Release", "-o", feed, $"-p:Version={version}", "-p:ContinuousIntegrationBuild=true");
+                Assert.True(File.Exists(Path.Combine(feed, $"{project}.{version}.nupkg")));
+            }
+
+            await File.WriteAllTextAsync(Path.Combine(app, "nuget.config"), $"""
+                <?xml version="1.0" encoding="utf-8"?>
+                <configuration>
+                  <packageSources>
+                    <clear />
+                    <add key="local" value="{feed}" />
+                    <add key="nuget" value="https://api.nuget.org/v3/index.json" />
+                  </packageSources>
+                  <packageSourceMapping>
+                    <packageSource key="local"><package pattern="RowLock" /><package pattern="RowLock.EntityFrameworkCore" /></packageSource>
+                    <packageSource key="nuget"><package pattern="*" /></packageSource>
+                  </packageSourceMapping>
+                </configuration>
+                """);
+            await File.WriteAllTextAsync(Path.Combine(app, "Directory.Build.props"), "<Project />");
+            await File.WriteAllTextAsync(Path.Combine(app, "Directory.Packages.props"), "<Project />");
+            await File.WriteAllTextAsync(Path.Combine(app, "Consumer.csproj"), $"""
+                <Project Sdk="Microsoft.NET.Sdk">
+                  <PropertyGroup>
+                    <OutputType>Exe</OutputType>
+                    <TargetFramework>net10.0</TargetFramework>
+                    <Nullable>enable</Nullable>
+                    <ImplicitUsings>enable</ImplicitUsings>
+                    <TreatWarningsAsErrors>true</TreatWarningsAsErrors>
+                  </PropertyGroup>
+                  <ItemGroup>
+                    <PackageReference Include="RowLock.EntityFrameworkCore" Version="{version}" />
+                  </ItemGroup>
+                </Project>
+                """);
+            await File.WriteAllTextAsync(Path.Combine(app, "Program.cs"), """
+                using Microsoft.EntityFrameworkCore;
+                using RowLock;
+                using RowLock.EntityFrameworkCore;
+
+                var options = new DbContextOptionsBuilder<Shop>().UseNpgsql(args[0]).UseRowLock().Options;
+                await using (var db = new Shop(options))
+                {
+                    await db.Database.ExecuteSqlRawAsync("CREATE TABLE IF NOT EXISTS consumer_items (\"Id\" int PRIMARY KEY, \"Qty\" int NOT NULL); DELETE FROM consumer_items; INSERT INTO consumer_items VALUES (1, 41)");
+                }
+
+                var runner = new DbContextTransactionRunner<Shop>(new Factory(options));
+                var answer = await runner.RunAsync(async (db, ct) =>
+                {
+                    var item = await db.Items.Where(i => i.Id == 1).WithRowLock(RowLockClause.ForUpdate.NoWait()).SingleAsync(ct);
+                    item.Qty++;
+                    return item.Qty;
+                });
+                Console.WriteLine($"answer={answer}");
+
+                public sealed class Item { public int Id { get; set; } public int Qty { get; set; } }
+
+                public sealed class Shop(DbContextOptions<Shop> options) : DbContext(options)
+                {
+                    public DbSet<Item> Items => Set<Item>();
+
+                    protected override void OnModelCreating(ModelBuilder b) => b.Entity<Item>().ToTable("consumer_items");
+                }
+
+                public sealed class Factory(DbContextOptions<Shop> options) : IDbContextFactory<Shop>
+                {
+                    public Shop CreateDbContext() => new(options);
+                }
+                """);
+
+            var output = await DotnetAsync(app, "run", "--", ef.Database.ConnectionString);
+            Assert.Contains("answer=42", output, StringComparison.Ordinal);
+        }
+        finally
+        {
+            root.Delete(recursive: true);
+            foreach (var id in new[] { "rowlock", "rowlock.entityframeworkcore" })
+            {
+                var cached = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages", id, version);
+                if (Directory.Exists(cached))
+                {
+                    Directory.Delete(cached, recursive: true);
+                }
+            }
+        }
+    }
+
+    private static string RepositoryRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "RowLock.sln")))
+            {
+                return dir.FullName;
+            }
+        }
+
+        throw new InvalidOperationException("RowLock.sln not found above the test binaries.");
+    }
+
+    private static async Task<string> DotnetAsync(string workingDirectory, params string[] arguments)
+    {
+        var start = new ProcessStartInfo("dotnet")
+        {
+            WorkingDirectory = workingDirectory,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        start.Environment["MSBUILDDISABLENODEREUSE"] = "1";
+        start.Environment["DOTNET_CLI_USE_MSBUILD_SERVER"] = "0";
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(8));
+        await process.WaitForExitAsync(timeout.Token);
+        var output = await stdout + await stderr;
+        Assert.True(process.ExitCode == 0, $"dotnet {string.Join(' ', arguments)} failed:\n{output}");
+        return output;
+    }
+}
