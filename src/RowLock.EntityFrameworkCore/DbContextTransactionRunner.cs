@@ -1,12 +1,7 @@
-using System.Data;
-using System.Diagnostics;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Storage;
 using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
-using Polly;
-using Polly.Retry;
 using RowLock.Internal;
 
 namespace RowLock.EntityFrameworkCore;
@@ -28,34 +23,26 @@ namespace RowLock.EntityFrameworkCore;
 public sealed class DbContextTransactionRunner<TContext>
     where TContext : DbContext
 {
-    private static readonly AsyncLocal<bool> InsideWork = new();
-
     private readonly IDbContextFactory<TContext> _contextFactory;
-    private readonly TransactionRunnerOptions _options;
-    private readonly ILogger _logger;
-    private readonly ResiliencePipeline _pipeline;
+    private readonly UnitOfWorkRetrier _retrier;
 
     /// <summary>Creates a runner.</summary>
     /// <param name="contextFactory">Creates each attempt's context (e.g. from <c>AddDbContextFactory</c>); it must return a new context per call.</param>
-    /// <param name="options">Isolation level and retry policy (the core's options type); null uses the defaults.</param>
-    /// <param name="logger">Receives a Warning per retry and an Error when retries run out, as <see cref="TransactionRunner"/>'s.</param>
+    /// <param name="options">Isolation level and retry policy (the core's options type); null uses the defaults. Copied: later changes have no effect.</param>
+    /// <param name="logger">Receives the same events as <see cref="TransactionRunner"/>'s logger (one line per retry, the
+    /// exception at Debug, an Error when retries run out or a COMMIT outcome is unknown; ids in <see cref="RowLockEventIds"/>).</param>
+    /// <exception cref="ArgumentNullException"><paramref name="contextFactory"/>, <c>options.Retry</c> or <c>options.TimeProvider</c> is null.</exception>
     /// <exception cref="System.ComponentModel.DataAnnotations.ValidationException">The retry options are out of range.</exception>
     public DbContextTransactionRunner(IDbContextFactory<TContext> contextFactory, TransactionRunnerOptions? options = null,
         ILogger<DbContextTransactionRunner<TContext>>? logger = null)
     {
         ArgumentNullException.ThrowIfNull(contextFactory);
         _contextFactory = contextFactory;
-        _options = options ?? new TransactionRunnerOptions();
-        ArgumentNullException.ThrowIfNull(_options.Retry, "options.Retry");
-        ArgumentNullException.ThrowIfNull(_options.TimeProvider, "options.TimeProvider");
-        _logger = (ILogger?)logger ?? NullLogger.Instance;
-        _pipeline = new ResiliencePipelineBuilder { TimeProvider = _options.TimeProvider }
-            .AddRowLockRetry(WithTelemetry(_options.Retry))
-            .Build();
+        _retrier = new UnitOfWorkRetrier(options ?? new TransactionRunnerOptions(), logger);
     }
 
-    /// <summary>The options the runner was created with.</summary>
-    public TransactionRunnerOptions Options => _options;
+    /// <summary>A copy of the options the runner was created with. Changing it has no effect on the runner.</summary>
+    public TransactionRunnerOptions Options => _retrier.Options.Snapshot();
 
     /// <summary>
     /// Runs <paramref name="work"/> with a new context in a new transaction, then calls <c>SaveChangesAsync</c> and commits;
@@ -73,34 +60,11 @@ public sealed class DbContextTransactionRunner<TContext>
     public async Task<T> RunAsync<T>(Func<TContext, CancellationToken, Task<T>> work, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(work);
-        RefuseNesting();
-
-        using var activity = RowLockTelemetry.ActivitySource.StartActivity("RowLock.UnitOfWork");
-        activity?.SetTag("db.system.name", "postgresql");
         var attempts = new Attempts();
-        try
-        {
-            var result = await _pipeline.ExecuteAsync(
-                static async (state, token) => await state.Runner.AttemptAsync(state.Work, state.Attempts, token).ConfigureAwait(false),
-                (Runner: this, Work: work, Attempts: attempts),
-                cancellationToken).ConfigureAwait(false);
-            activity?.SetTag("rowlock.attempts", attempts.Count);
-            return result;
-        }
-        catch (Exception e)
-        {
-            activity?.SetTag("rowlock.attempts", attempts.Count);
-            activity?.SetStatus(ActivityStatusCode.Error, e.GetType().Name);
-            if (e is OperationCanceledException || !await IsExhaustedAsync(e, attempts.Count).ConfigureAwait(false))
-            {
-                throw;
-            }
-
-            var sqlState = RowLockPredicates.FindSqlState(e);
-            Log.RetriesExhausted(_logger, attempts.Count, sqlState ?? RowLockPredicates.ConnectionLostState, e);
-            RowLockTelemetry.Exhausted.Add(1);
-            throw new RetryLimitExceededException(attempts.Count, sqlState, e);
-        }
+        return await _retrier.RunAsync(
+            static (s, token) => s.Runner.AttemptAsync(s.Work, s.Attempts, token),
+            (Runner: this, Work: work, Attempts: attempts),
+            cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Runs <paramref name="work"/> as <see cref="RunAsync{T}"/> does, for work that returns nothing.</summary>
@@ -120,57 +84,44 @@ public sealed class DbContextTransactionRunner<TContext>
         }, cancellationToken);
     }
 
-    private static void RefuseNesting()
+    /// <summary>
+    /// One attempt: a fresh context, its transaction begun at the configured isolation level, then the core's attempt
+    /// protocol on that transaction (marker, work + SaveChanges, the checked COMMIT that tells rolled back from unknown).
+    /// </summary>
+    private async Task<T> AttemptAsync<T>(Func<TContext, CancellationToken, Task<T>> work, Attempts attempts, CancellationToken cancellationToken)
     {
-        if (InsideWork.Value)
-        {
-            throw new InvalidOperationException(
-                "RunAsync was called inside the work of another unit of work. A retry can only restart the outermost transaction, so units of work cannot nest: " +
-                "use the context you were given, or run the inner work after the outer unit of work returns.");
-        }
-
-        if (System.Transactions.Transaction.Current is not null)
-        {
-            throw new InvalidOperationException(
-                "RunAsync was called inside an ambient System.Transactions transaction (TransactionScope). The runner must own the transaction it retries.");
-        }
-    }
-
-    private async ValueTask<T> AttemptAsync<T>(Func<TContext, CancellationToken, Task<T>> work, Attempts attempts, CancellationToken cancellationToken)
-    {
-        attempts.Count++;
-        RowLockTelemetry.Attempts.Add(1);
         var db = await _contextFactory.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
         await using (db.ConfigureAwait(false))
         {
             RefuseUnsuitable(db, attempts);
-            var transaction = await db.Database.BeginTransactionAsync(_options.IsolationLevel, cancellationToken).ConfigureAwait(false);
+            IDbContextTransaction transaction;
+            try
+            {
+                transaction = await db.Database.BeginTransactionAsync(_retrier.Options.IsolationLevel, cancellationToken).ConfigureAwait(false);
+            }
+            catch (NpgsqlException e) when (UnitOfWorkAttempt.IsOpenFailure(e, cancellationToken))
+            {
+                throw ConnectionLostBeforeCommitException.CannotOpen(e);
+            }
+
             await using (transaction.ConfigureAwait(false))
             {
-                T result;
-                InsideWork.Value = true;
-                try
-                {
-                    result = await work(db, cancellationToken).ConfigureAwait(false);
-                    await db.SaveChangesAsync(cancellationToken).ConfigureAwait(false);
-                }
-                catch
-                {
-                    await RollBackQuietlyAsync(transaction).ConfigureAwait(false);
-                    throw;
-                }
-                finally
-                {
-                    InsideWork.Value = false;
-                }
+                return await UnitOfWorkAttempt.RunInTransactionAsync(
+                    (NpgsqlTransaction)transaction.GetDbTransaction(),
+                    _retrier.Logger,
+                    async ct =>
+                    {
+                        var result = await work(db, ct).ConfigureAwait(false);
+                        await db.SaveChangesAsync(ct).ConfigureAwait(false);
+                        if (!ReferenceEquals(db.Database.CurrentTransaction, transaction))
+                        {
+                            throw new InvalidOperationException(
+                                "The work committed, rolled back or replaced the runner's transaction. The runner owns it: return from the work to commit, throw to roll back.");
+                        }
 
-                if (!ReferenceEquals(db.Database.CurrentTransaction, transaction))
-                {
-                    throw new InvalidOperationException("The work committed, rolled back or replaced the runner's transaction. The runner owns it: return from the work to commit, throw to roll back.");
-                }
-
-                await CommitAsync((NpgsqlTransaction)transaction.GetDbTransaction()).ConfigureAwait(false);
-                return result;
+                        return result;
+                    },
+                    cancellationToken).ConfigureAwait(false);
             }
         }
     }
@@ -197,108 +148,8 @@ public sealed class DbContextTransactionRunner<TContext>
         }
     }
 
-    /// <summary>
-    /// COMMIT is never cancelled half-way, and runs in the same round trip as a <c>SELECT 1</c> that fails with 25P02 when
-    /// the transaction is aborted (PostgreSQL would silently turn the COMMIT into a ROLLBACK). Losing the connection
-    /// during COMMIT means nobody knows the outcome: <see cref="CommitOutcomeUnknownException"/>, never retried.
-    /// </summary>
-    private async Task CommitAsync(NpgsqlTransaction transaction)
-    {
-        var batch = new NpgsqlBatch(transaction.Connection, transaction)
-        {
-            BatchCommands = { new NpgsqlBatchCommand("SELECT 1"), new NpgsqlBatchCommand("COMMIT") },
-        };
-        await using (batch.ConfigureAwait(false))
-        {
-            try
-            {
-                await batch.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
-            }
-            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InFailedSqlTransaction)
-            {
-                await transaction.RollbackAsync(CancellationToken.None).ConfigureAwait(false);
-                throw;
-            }
-            catch (Exception e) when (RowLockPredicates.IsConnectionLoss(e) || (e is NpgsqlException and not PostgresException))
-            {
-                Log.CommitOutcomeUnknown(_logger, e);
-                throw new CommitOutcomeUnknownException(e);
-            }
-        }
-    }
-
-    private static async Task RollBackQuietlyAsync(IDbContextTransaction transaction)
-    {
-        try
-        {
-            if (transaction.GetDbTransaction().Connection is { State: ConnectionState.Open })
-            {
-                await transaction.RollbackAsync(CancellationToken.None).ConfigureAwait(false);
-            }
-        }
-        catch (Exception e) when (e is DbUpdateException or System.Data.Common.DbException or InvalidOperationException or IOException)
-        {
-            // The connection is gone or the transaction already ended: the server has rolled back. The original error matters.
-        }
-    }
-
-    private async ValueTask<bool> IsExhaustedAsync(Exception exception, int attempts)
-    {
-        if (attempts <= _options.Retry.MaxRetryAttempts)
-        {
-            return false;
-        }
-
-        var context = ResilienceContextPool.Shared.Get(CancellationToken.None);
-        try
-        {
-            return await _options.Retry.ShouldHandle(new RetryPredicateArguments<object>(context, Outcome.FromException<object>(exception), attempts - 1)).ConfigureAwait(false);
-        }
-        finally
-        {
-            ResilienceContextPool.Shared.Return(context);
-        }
-    }
-
-    /// <summary>A copy of the user's options whose OnRetry first logs, counts and traces the retry, as <see cref="TransactionRunner"/> does.</summary>
-    private RowLockRetryStrategyOptions WithTelemetry(RowLockRetryStrategyOptions retry)
-    {
-        var userOnRetry = retry.OnRetry;
-        return new RowLockRetryStrategyOptions
-        {
-            Name = retry.Name,
-            MaxRetryAttempts = retry.MaxRetryAttempts,
-            Delay = retry.Delay,
-            MaxDelay = retry.MaxDelay,
-            BackoffType = retry.BackoffType,
-            UseJitter = retry.UseJitter,
-            DelayGenerator = retry.DelayGenerator,
-            Randomizer = retry.Randomizer,
-            ShouldHandle = retry.ShouldHandle,
-            RetryOnConnectionLoss = retry.RetryOnConnectionLoss,
-            RetryOnLockNotAvailable = retry.RetryOnLockNotAvailable,
-            OnRetry = async args =>
-            {
-                var sqlState = RowLockPredicates.FindSqlState(args.Outcome.Exception) ?? RowLockPredicates.ConnectionLostState;
-                Log.Retrying(_logger, args.AttemptNumber + 1, sqlState, args.RetryDelay.TotalMilliseconds, args.Outcome.Exception!);
-                RowLockTelemetry.Retries.Add(1, new KeyValuePair<string, object?>("db.response.status_code", sqlState));
-                Activity.Current?.AddEvent(new ActivityEvent("rowlock.retry", tags: new ActivityTagsCollection
-                {
-                    ["rowlock.attempt"] = args.AttemptNumber + 1,
-                    ["db.response.status_code"] = sqlState,
-                    ["rowlock.retry.delay_ms"] = args.RetryDelay.TotalMilliseconds,
-                }));
-                if (userOnRetry is not null)
-                {
-                    await userOnRetry(args).ConfigureAwait(false);
-                }
-            },
-        };
-    }
-
     private sealed class Attempts
     {
-        public int Count;
         public DbContext? LastContext;
     }
 }

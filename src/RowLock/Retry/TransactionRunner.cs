@@ -1,8 +1,5 @@
-using System.Diagnostics;
 using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
-using Polly;
 using RowLock.Internal;
 
 namespace RowLock;
@@ -23,13 +20,8 @@ namespace RowLock;
 /// </remarks>
 public sealed class TransactionRunner
 {
-    /// <summary>The runner whose work is running in this async flow: units of work cannot nest.</summary>
-    private static readonly AsyncLocal<TransactionRunner?> CurrentRunner = new();
-
     private readonly NpgsqlDataSource _dataSource;
-    private readonly TransactionRunnerOptions _options;
-    private readonly ILogger _logger;
-    private readonly ResiliencePipeline _pipeline;
+    private readonly UnitOfWorkRetrier _retrier;
 
     /// <summary>Creates a runner.</summary>
     /// <param name="dataSource">Where each attempt's connection comes from.</param>
@@ -42,23 +34,12 @@ public sealed class TransactionRunner
     public TransactionRunner(NpgsqlDataSource dataSource, TransactionRunnerOptions? options = null, ILogger<TransactionRunner>? logger = null)
     {
         ArgumentNullException.ThrowIfNull(dataSource);
-        options ??= new TransactionRunnerOptions();
-        ArgumentNullException.ThrowIfNull(options.Retry, "options.Retry");
-        ArgumentNullException.ThrowIfNull(options.TimeProvider, "options.TimeProvider");
         _dataSource = dataSource;
-        _options = options.Snapshot();
-        _logger = (ILogger?)logger ?? NullLogger.Instance;
-        _pipeline = new ResiliencePipelineBuilder
-        {
-            TimeProvider = _options.TimeProvider,
-            TelemetryListener = new RunnerTelemetryListener(_logger),
-        }
-            .AddRowLockRetry(_options.Retry)
-            .Build();
+        _retrier = new UnitOfWorkRetrier(options ?? new TransactionRunnerOptions(), logger);
     }
 
     /// <summary>A copy of the options the runner was created with. Changing it has no effect on the runner.</summary>
-    public TransactionRunnerOptions Options => _options.Snapshot();
+    public TransactionRunnerOptions Options => _retrier.Options.Snapshot();
 
     /// <summary>Runs <paramref name="work"/> in a transaction, committing when it returns and retrying it whole on retryable errors.</summary>
     /// <typeparam name="T">What the work returns.</typeparam>
@@ -76,47 +57,10 @@ public sealed class TransactionRunner
     public async Task<T> RunAsync<T>(Func<NpgsqlTransaction, CancellationToken, Task<T>> work, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(work);
-        RefuseNesting();
-
-        using var activity = RowLockTelemetry.ActivitySource.StartActivity("RowLock.UnitOfWork");
-        activity?.SetTag("db.system.name", "postgresql");
-        var run = new UnitOfWorkRun();
-        var context = ResilienceContextPool.Shared.Get(cancellationToken);
-        context.Properties.Set(UnitOfWorkRun.Key, run);
-        try
-        {
-            var result = await _pipeline.ExecuteAsync(
-                static async (_, state) =>
-                {
-                    CurrentRunner.Value = state.Runner;
-                    return await UnitOfWorkAttempt.RunAsync(state.Runner._dataSource, state.Runner._options.IsolationLevel, state.Runner._logger, state.Work, state.Token)
-                        .ConfigureAwait(false);
-                },
-                context,
-                (Runner: this, Work: work, Token: cancellationToken)).ConfigureAwait(false);
-            activity?.SetTag("rowlock.attempts", run.Attempts);
-            return result;
-        }
-        catch (Exception e)
-        {
-            activity?.SetTag("rowlock.attempts", run.Attempts);
-            activity?.SetStatus(ActivityStatusCode.Error, e.GetType().Name);
-            if (e is OperationCanceledException || !run.LastOutcomeRetryable)
-            {
-                throw;
-            }
-
-            // Polly judged the last failure retryable and still stopped: the caller cancelled, or no attempt was left.
-            cancellationToken.ThrowIfCancellationRequested();
-            var sqlState = RowLockPredicates.FindSqlState(e);
-            RunnerLog.RetriesExhausted(_logger, run.Attempts, sqlState ?? RowLockPredicates.ConnectionLostState, e);
-            RowLockTelemetry.Exhausted.Add(1);
-            throw new RetryLimitExceededException(run.Attempts, sqlState, e);
-        }
-        finally
-        {
-            ResilienceContextPool.Shared.Return(context);
-        }
+        return await _retrier.RunAsync(
+            static (s, token) => UnitOfWorkAttempt.RunAsync(s.Runner._dataSource, s.Runner._retrier.Options.IsolationLevel, s.Runner._retrier.Logger, s.Work, token),
+            (Runner: this, Work: work),
+            cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Runs <paramref name="work"/> in a transaction, committing when it returns and retrying it whole on retryable errors.</summary>
@@ -137,22 +81,5 @@ public sealed class TransactionRunner
             await work(tx, ct).ConfigureAwait(false);
             return true;
         }, cancellationToken);
-    }
-
-    private static void RefuseNesting()
-    {
-        if (CurrentRunner.Value is not null)
-        {
-            throw new InvalidOperationException(
-                "RunAsync was called inside the work of another RunAsync. A retry can only restart the outermost transaction, so units of work cannot nest: " +
-                "do the inner work on the transaction you were given, or run it after the outer unit of work returns.");
-        }
-
-        if (System.Transactions.Transaction.Current is not null)
-        {
-            throw new InvalidOperationException(
-                "RunAsync was called inside an ambient System.Transactions transaction (TransactionScope). The runner must own the transaction it retries; " +
-                "a retry cannot restart a transaction the caller opened. Call RunAsync outside the TransactionScope.");
-        }
     }
 }

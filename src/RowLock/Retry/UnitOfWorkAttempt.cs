@@ -40,47 +40,83 @@ internal static class UnitOfWorkAttempt
             var transaction = await connection.BeginTransactionAsync(isolationLevel, cancellationToken).ConfigureAwait(false);
             await using (transaction.ConfigureAwait(false))
             {
-                var marker = Guid.NewGuid().ToString("N");
-                await MarkAsync(connection, transaction, marker, cancellationToken).ConfigureAwait(false);
-
-                T result;
-                try
-                {
-                    result = await work(transaction, cancellationToken).ConfigureAwait(false);
-                }
-                catch (NpgsqlException e) when (e is not PostgresException && !RowLockPredicates.IsConnectionLoss(e)
-                    && connection.FullState.HasFlag(ConnectionState.Broken) && !cancellationToken.IsCancellationRequested)
-                {
-                    // Npgsql broke the connection (a statement got no answer within Command Timeout and the cancel did not
-                    // get through either): the server rolls back whatever it still holds; nothing was committed. A command
-                    // timeout whose cancel worked leaves the connection open and is not retried (like 57014).
-                    throw ConnectionLostBeforeCommitException.BrokeDuringWork(e);
-                }
-                catch (Exception e)
-                {
-                    var swallowed = RowLockPredicates.FindSqlState(e) == PostgresErrorCodes.InFailedSqlTransaction
-                        && await IsAbortedAsync(connection, transaction).ConfigureAwait(false);
-                    await RollBackQuietlyAsync(transaction).ConfigureAwait(false);
-                    if (swallowed)
-                    {
-                        throw SwallowedError(e);
-                    }
-
-                    throw;
-                }
-
-                ThrowIfConnectionLost(connection, transaction);
-                if (TransactionGuard.IsCompleted(transaction))
-                {
-                    throw new InvalidOperationException(
-                        "The work committed or rolled back the runner's transaction itself. The runner owns it: return from the work to commit, throw to roll back.");
-                }
-
-                await CommitAsync(connection, transaction, marker, logger).ConfigureAwait(false);
-                return result;
+                return await RunInTransactionAsync(transaction, logger, ct => work(transaction, ct), cancellationToken).ConfigureAwait(false);
             }
         }
     }
+
+    /// <summary>
+    /// The attempt on a transaction just begun (by the runner, or by EF for the EF Core package's runner): mark it, run
+    /// the work, then the commit protocol. Every failure comes out classified: retryable, unknown, or the work's own.
+    /// </summary>
+    public static async Task<T> RunInTransactionAsync<T>(
+        NpgsqlTransaction transaction,
+        ILogger logger,
+        Func<CancellationToken, Task<T>> work,
+        CancellationToken cancellationToken)
+    {
+        var connection = transaction.Connection ?? throw new InvalidOperationException("The runner's transaction has no connection.");
+        var marker = Guid.NewGuid().ToString("N");
+        await MarkAsync(connection, transaction, marker, cancellationToken).ConfigureAwait(false);
+
+        T result;
+        try
+        {
+            result = await work(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (BrokeTheConnection(e, connection, cancellationToken))
+        {
+            // Npgsql broke the connection (a statement got no answer within Command Timeout and the cancel did not get
+            // through either): the server rolls back whatever it still holds; nothing was committed. A command timeout
+            // whose cancel worked leaves the connection open and is not retried (like 57014).
+            throw ConnectionLostBeforeCommitException.BrokeDuringWork(e);
+        }
+        catch (Exception e)
+        {
+            var swallowed = RowLockPredicates.FindSqlState(e) == PostgresErrorCodes.InFailedSqlTransaction
+                && await IsAbortedAsync(connection, transaction).ConfigureAwait(false);
+            await RollBackQuietlyAsync(transaction).ConfigureAwait(false);
+            if (swallowed)
+            {
+                throw SwallowedError(e);
+            }
+
+            throw;
+        }
+
+        ThrowIfConnectionLost(connection, transaction);
+        if (TransactionGuard.IsCompleted(transaction))
+        {
+            throw new InvalidOperationException(
+                "The work committed or rolled back the runner's transaction itself. The runner owns it: return from the work to commit, throw to roll back.");
+        }
+
+        await CommitAsync(connection, transaction, marker, logger).ConfigureAwait(false);
+        return result;
+    }
+
+    /// <summary>A non-server failure (possibly wrapped, e.g. by EF) after which Npgsql marked the connection broken.</summary>
+    private static bool BrokeTheConnection(Exception e, NpgsqlConnection connection, CancellationToken cancellationToken)
+    {
+        if (cancellationToken.IsCancellationRequested || RowLockPredicates.IsConnectionLoss(e) || !connection.FullState.HasFlag(ConnectionState.Broken))
+        {
+            return false;
+        }
+
+        for (var x = e; x is not null; x = x.InnerException)
+        {
+            if (x is NpgsqlException and not PostgresException)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>Is this failure to open a connection a certain "nothing sent" that a new attempt may cure?</summary>
+    public static bool IsOpenFailure(Exception e, CancellationToken cancellationToken) =>
+        e is NpgsqlException and not PostgresException && !RowLockPredicates.IsConnectionLoss(e) && !cancellationToken.IsCancellationRequested;
 
     /// <summary>
     /// A connection that cannot be had is a certain "nothing sent": retryable, whatever Npgsql says (during a failover
@@ -93,7 +129,7 @@ internal static class UnitOfWorkAttempt
         {
             return await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         }
-        catch (NpgsqlException e) when (e is not PostgresException && !RowLockPredicates.IsConnectionLoss(e) && !cancellationToken.IsCancellationRequested)
+        catch (NpgsqlException e) when (IsOpenFailure(e, cancellationToken))
         {
             throw ConnectionLostBeforeCommitException.CannotOpen(e);
         }

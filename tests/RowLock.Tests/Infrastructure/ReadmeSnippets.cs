@@ -49,6 +49,8 @@ public static partial class ReadmeSnippets
         global::Microsoft.Extensions.DependencyInjection.IServiceCollection services,
         ReaderHostBuilder builder,
         IServiceProvider serviceProvider,
+        ShopContext db,
+        global::Microsoft.EntityFrameworkCore.IDbContextFactory<ShopContext> contextFactory,
         long id, long orderId, long fromId, long toId, long jobId,
         int from, int to, int user, int userId, int wanted, int quantity, int limit,
         decimal amount,
@@ -80,6 +82,7 @@ public static partial class ReadmeSnippets
         ["Document"] = "public sealed record Document(int Id, string Body);",
         ["Layer"] = "public sealed record Layer(long Id, int RemainingQty);",
         ["Job"] = "public sealed record Job(long Id, string Payload);",
+        ["ShopContext"] = "public sealed class ShopContext(global::Microsoft.EntityFrameworkCore.DbContextOptions<ShopContext> options) : global::Microsoft.EntityFrameworkCore.DbContext(options) { public global::Microsoft.EntityFrameworkCore.DbSet<EfOrder> Orders => Set<EfOrder>(); public global::Microsoft.EntityFrameworkCore.DbSet<EfJob> Jobs => Set<EfJob>(); public global::Microsoft.EntityFrameworkCore.DbSet<EfCounter> Counters => Set<EfCounter>(); } public sealed class EfOrder { public long Id { get; set; } } public sealed class EfJob { public long Id { get; set; } public bool Done { get; set; } } public sealed class EfCounter { public int Id { get; set; } public int Value { get; set; } }",
         ["OutOfStockException"] = "public sealed class OutOfStockException : Exception;",
         ["ReaderHostBuilder"] = "public sealed class ReaderHostBuilder { public global::Microsoft.Extensions.DependencyInjection.IServiceCollection Services { get; } = new global::Microsoft.Extensions.DependencyInjection.ServiceCollection(); }",
     };

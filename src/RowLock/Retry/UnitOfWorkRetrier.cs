@@ -1,0 +1,102 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Polly;
+
+namespace RowLock.Internal;
+
+/// <summary>
+/// The retry loop every RowLock unit-of-work runner shares (<see cref="TransactionRunner"/> and the EF Core package's
+/// runner): the nesting guard, one Polly pipeline built from a snapshot of the options with RowLock's telemetry
+/// listener, the activity per run, and the exhaustion verdict. What one attempt does is the caller's.
+/// </summary>
+internal sealed class UnitOfWorkRetrier
+{
+    /// <summary>The retrier whose attempt is running in this async flow: units of work cannot nest, across runner kinds.</summary>
+    private static readonly AsyncLocal<UnitOfWorkRetrier?> Current = new();
+
+    private readonly ResiliencePipeline _pipeline;
+
+    public UnitOfWorkRetrier(TransactionRunnerOptions options, ILogger? logger)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(options.Retry, "options.Retry");
+        ArgumentNullException.ThrowIfNull(options.TimeProvider, "options.TimeProvider");
+        Options = options.Snapshot();
+        Logger = logger ?? NullLogger.Instance;
+        _pipeline = new ResiliencePipelineBuilder
+        {
+            TimeProvider = Options.TimeProvider,
+            TelemetryListener = new RunnerTelemetryListener(Logger),
+        }
+            .AddRowLockRetry(Options.Retry)
+            .Build();
+    }
+
+    /// <summary>The snapshot taken at construction; never handed out (hand out <c>Options.Snapshot()</c>).</summary>
+    public TransactionRunnerOptions Options { get; }
+
+    public ILogger Logger { get; }
+
+    /// <summary>Runs <paramref name="attempt"/> under the retry policy; exhaustion becomes <see cref="RetryLimitExceededException"/>.</summary>
+    public async Task<T> RunAsync<TState, T>(Func<TState, CancellationToken, Task<T>> attempt, TState state, CancellationToken cancellationToken)
+    {
+        RefuseNesting();
+
+        using var activity = RowLockTelemetry.ActivitySource.StartActivity("RowLock.UnitOfWork");
+        activity?.SetTag("db.system.name", "postgresql");
+        var run = new UnitOfWorkRun();
+        var context = ResilienceContextPool.Shared.Get(cancellationToken);
+        context.Properties.Set(UnitOfWorkRun.Key, run);
+        try
+        {
+            var result = await _pipeline.ExecuteAsync(
+                static async (_, s) =>
+                {
+                    Current.Value = s.Retrier;
+                    return await s.Attempt(s.State, s.Token).ConfigureAwait(false);
+                },
+                context,
+                (Retrier: this, Attempt: attempt, State: state, Token: cancellationToken)).ConfigureAwait(false);
+            activity?.SetTag("rowlock.attempts", run.Attempts);
+            return result;
+        }
+        catch (Exception e)
+        {
+            activity?.SetTag("rowlock.attempts", run.Attempts);
+            activity?.SetStatus(ActivityStatusCode.Error, e.GetType().Name);
+            if (e is OperationCanceledException || !run.LastOutcomeRetryable)
+            {
+                throw;
+            }
+
+            // Polly judged the last failure retryable and still stopped: the caller cancelled, or no attempt was left.
+            cancellationToken.ThrowIfCancellationRequested();
+            var sqlState = RowLockPredicates.FindSqlState(e);
+            RunnerLog.RetriesExhausted(Logger, run.Attempts, sqlState ?? RowLockPredicates.ConnectionLostState, e);
+            RowLockTelemetry.Exhausted.Add(1);
+            throw new RetryLimitExceededException(run.Attempts, sqlState, e);
+        }
+        finally
+        {
+            ResilienceContextPool.Shared.Return(context);
+        }
+    }
+
+    private static void RefuseNesting()
+    {
+        if (Current.Value is not null)
+        {
+            throw new InvalidOperationException(
+                "RunAsync was called inside the work of another RunAsync. A retry can only restart the outermost transaction, so units of work cannot nest: " +
+                "do the inner work on the transaction you were given, or run it after the outer unit of work returns.");
+        }
+
+        if (System.Transactions.Transaction.Current is not null)
+        {
+            throw new InvalidOperationException(
+                "RunAsync was called inside an ambient System.Transactions transaction (TransactionScope). The runner must own the transaction it retries; " +
+                "a retry cannot restart a transaction the caller opened. Call RunAsync outside the TransactionScope.");
+        }
+    }
+}
