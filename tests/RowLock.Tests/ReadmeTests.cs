@@ -44,4 +44,46 @@ public sealed class ReadmeTests
 
         Assert.Contains(errors, e => e.StartsWith("README.md(2,", StringComparison.Ordinal) && e.Contains("NoWaitPlease", StringComparison.Ordinal));
     }
+
+    /// <summary>
+    /// The Guarantees table names the tests that prove each promise: every named class and method must exist, so a
+    /// renamed or deleted test cannot leave a promise standing on nothing. Names are looked up in the tests' source.
+    /// </summary>
+    [Fact]
+    public void Every_test_the_guarantees_table_names_exists()
+    {
+        var readme = File.ReadAllText(ReadmeSnippets.ReadmePath);
+        var table = readme[readme.IndexOf("## Guarantees", StringComparison.Ordinal)..];
+        table = table[..table.IndexOf("**Not guaranteed**", StringComparison.Ordinal)];
+        var testsRoot = Path.Combine(Path.GetDirectoryName(ReadmeSnippets.ReadmePath)!, "tests");
+        var sources = Directory.EnumerateFiles(testsRoot, "*.cs", SearchOption.AllDirectories)
+            .Where(f => !f.Contains($"{Path.DirectorySeparatorChar}obj{Path.DirectorySeparatorChar}", StringComparison.Ordinal))
+            .Select(File.ReadAllText).ToList();
+        var missing = new List<string>();
+        foreach (var row in table.Split('\n').Where(l => l.StartsWith("| ", StringComparison.Ordinal) && !l.StartsWith("| guarantee", StringComparison.Ordinal)))
+        {
+            var provenBy = row[(row.LastIndexOf(" | ", StringComparison.Ordinal) + 3)..];
+            string? currentClass = null;
+            foreach (System.Text.RegularExpressions.Match m in System.Text.RegularExpressions.Regex.Matches(provenBy, "`([A-Za-z_][A-Za-z0-9_.]*)`"))
+            {
+                if (m.Groups[1].Value.All(c => char.IsUpper(c) || char.IsDigit(c) || c == '_'))
+                {
+                    continue; // an environment variable that sizes a test, e.g. ROWLOCK_STRESS_OPS
+                }
+
+                var parts = m.Groups[1].Value.Split('.');
+                var (cls, method) = parts.Length == 2 ? (parts[0], parts[1])
+                    : char.IsUpper(parts[0][0]) && parts[0].EndsWith("Tests", StringComparison.Ordinal) ? (parts[0], (string?)null)
+                    : (currentClass, parts[0]);
+                currentClass = cls;
+                var declaring = sources.Where(src => src.Contains($"class {cls}", StringComparison.Ordinal)).ToList();
+                if (declaring.Count == 0 || (method is not null && !declaring.Any(src => src.Contains($" {method}(", StringComparison.Ordinal))))
+                {
+                    missing.Add(m.Groups[1].Value + (parts.Length == 1 && method is not null ? $" (in {cls})" : ""));
+                }
+            }
+        }
+
+        Assert.True(missing.Count == 0, "The Guarantees table names tests that do not exist: " + string.Join(", ", missing));
+    }
 }

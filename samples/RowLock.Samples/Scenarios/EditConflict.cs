@@ -21,7 +21,7 @@ public sealed class EditConflict : Scenario
     protected override Task<SideResult> RunNaiveAsync(NpgsqlDataSource dataSource, LabOptions options, CancellationToken cancellationToken) =>
         RunAsync(dataSource, options, RowLockClause.ForUpdate, cancellationToken);
 
-    // RowLock: FOR UPDATE NOWAIT. The others get LockNotAvailableException at once, whose message a UI can show as is,
+    // RowLock: FOR UPDATE NOWAIT. The others get LockNotAvailableException at once, whose UserMessage a UI can show as is,
     // and their transaction is still usable (RowLock rolled back to a savepoint), so they can save a draft or report.
     protected override Task<SideResult> RunRowLockAsync(NpgsqlDataSource dataSource, LabOptions options, CancellationToken cancellationToken) =>
         RunAsync(dataSource, options, RowLockClause.ForUpdate.NoWait(), cancellationToken);
@@ -65,8 +65,8 @@ public sealed class EditConflict : Scenario
                 }
                 catch (LockNotAvailableException e)
                 {
-                    // e.Message: "This record is being modified by someone else; try again in a moment."
-                    _ = e.Message;
+                    // e.UserMessage: "This record is being modified by someone else; try again in a moment."
+                    _ = e.UserMessage;
                     await connection.ExecuteAsync("SELECT 1", transaction: tx); // the transaction goes on
                     Interlocked.Increment(ref toldAtOnce);
                 }
