@@ -151,6 +151,17 @@ public sealed class AdvisoryLocks
         try
         {
             transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            if (wait is null)
+            {
+                // "As long as it takes", whatever lock_timeout the server, role or connection string sets: this
+                // transaction is the handle's own, so its lock_timeout is ours to set.
+                var noTimeout = new NpgsqlCommand(LockTimeout.SetLocalNone, connection, transaction);
+                await using (noTimeout.ConfigureAwait(false))
+                {
+                    await noTimeout.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                }
+            }
+
             if ((await AdvisoryLockTransactionExtensions.TakeAsync(connection, transaction, key, wait, mode, cancellationToken).ConfigureAwait(false)).Acquired)
             {
                 AdvisoryLog.Acquired(_logger, key, mode, "transaction");
@@ -186,20 +197,17 @@ public sealed class AdvisoryLocks
         try
         {
             bool acquired;
-            if (wait is null)
-            {
-                acquired = await ScalarAsync(AdvisorySql.Command(AdvisorySql.WaitSession(mode), key, connection, null), cancellationToken).ConfigureAwait(false) is not false;
-            }
-            else if (wait == TimeSpan.Zero)
+            if (wait == TimeSpan.Zero)
             {
                 acquired = await ScalarAsync(AdvisorySql.Command(AdvisorySql.TrySession(mode), key, connection, null), cancellationToken).ConfigureAwait(false) is true;
             }
             else
             {
-                // lock_timeout must not stay on the pooled session: set it LOCAL in a short transaction. A session lock
-                // taken inside a transaction outlives its COMMIT (and its ROLLBACK).
+                // lock_timeout must not stay on the pooled session: set it LOCAL in a short transaction (0 for "as long as
+                // it takes", overriding a lock_timeout the server, role or connection string sets). A session lock taken
+                // inside a transaction outlives its COMMIT (and its ROLLBACK).
                 inTransaction = true;
-                acquired = await WaitWithTimeoutAsync(connection, key, wait.Value, mode, cancellationToken).ConfigureAwait(false);
+                acquired = await WaitInTransactionAsync(connection, key, wait, mode, cancellationToken).ConfigureAwait(false);
                 inTransaction = false;
             }
 
@@ -222,18 +230,19 @@ public sealed class AdvisoryLocks
     }
 
     /// <summary>
-    /// Waits at most <paramref name="timeout"/> in a transaction that bounds the wait with SET LOCAL lock_timeout. When the
-    /// timeout fires, PostgreSQL may have granted the lock at that very moment; a session lock survives the ROLLBACK, so
-    /// the rollback asks pg_locks (same round trip) whether this session holds it, and if so the caller gets it.
+    /// Waits at most <paramref name="timeout"/> (null: as long as it takes) in a transaction that bounds the wait with
+    /// SET LOCAL lock_timeout. When the timeout fires, PostgreSQL may have granted the lock at that very moment; a session
+    /// lock survives the ROLLBACK, so the rollback asks pg_locks (same round trip) whether this session holds it, and if
+    /// so the caller gets it.
     /// </summary>
-    private async Task<bool> WaitWithTimeoutAsync(NpgsqlConnection connection, AdvisoryLockKey key, TimeSpan timeout, AdvisoryLockMode mode, CancellationToken cancellationToken)
+    private async Task<bool> WaitInTransactionAsync(NpgsqlConnection connection, AdvisoryLockKey key, TimeSpan? timeout, AdvisoryLockMode mode, CancellationToken cancellationToken)
     {
         var batch = new NpgsqlBatch(connection)
         {
             BatchCommands =
             {
                 new NpgsqlBatchCommand("BEGIN"),
-                new NpgsqlBatchCommand(LockTimeout.SetLocal(timeout)),
+                new NpgsqlBatchCommand(timeout is { } t ? LockTimeout.SetLocal(t) : LockTimeout.SetLocalNone),
                 AdvisorySql.Call(AdvisorySql.WaitSession(mode), key),
                 new NpgsqlBatchCommand("COMMIT"),
             },

@@ -54,6 +54,9 @@ internal static class LockTimeout
     public static string SetLocal(TimeSpan timeout) =>
         string.Create(CultureInfo.InvariantCulture, $"SET LOCAL lock_timeout = {Milliseconds(timeout)}");
 
+    /// <summary>No lock_timeout for the rest of the transaction: an unbounded wait that a server-wide setting cannot cut short.</summary>
+    public const string SetLocalNone = "SET LOCAL lock_timeout = 0";
+
     /// <summary>Remembers the caller's lock_timeout so that it can be put back after our bounded wait (one result set).</summary>
     public const string Save = "SELECT set_config('rowlock.saved_lock_timeout', current_setting('lock_timeout'), true)";
 
