@@ -94,12 +94,18 @@ internal sealed class HeldAdvisoryLock
         {
             try
             {
-                if (_transaction is not null)
+                try
                 {
-                    await _transaction.DisposeAsync().ConfigureAwait(false);
+                    if (_transaction is not null)
+                    {
+                        await _transaction.DisposeAsync().ConfigureAwait(false);
+                    }
                 }
-
-                await _connection.DisposeAsync().ConfigureAwait(false);
+                finally
+                {
+                    // Even when the transaction's dispose fails, the connection goes back (or is closed): no pool slot leaks.
+                    await _connection.DisposeAsync().ConfigureAwait(false);
+                }
             }
             finally
             {
