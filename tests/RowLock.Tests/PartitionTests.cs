@@ -115,6 +115,35 @@ public sealed class PartitionTests(DatabaseFixture db, ITestOutputHelper output)
         Assert.Equal(1, await db.ScalarAsync<int>($"SELECT v FROM {table} WHERE id = 1"));
     }
 
+    [Fact]
+    public async Task A_pooled_connection_partitioned_before_the_attempt_fails_the_first_round_trip_within_the_command_timeout_and_is_retried()
+    {
+        var table = await db.CreateHotRowTableAsync("partitioned_idle");
+        await using var proxy = FaultProxy.For(db.ConnectionString);
+        await using var dataSource = Through(proxy, b => b.CommandTimeout = 2);
+
+        // The pool keeps an idle connection whose route then dies silently (a NAT or load balancer forgot it).
+        await using (var warm = await dataSource.OpenConnectionAsync())
+        {
+            await warm.ExecuteAsync("SELECT 1");
+        }
+
+        Assert.Equal(1, proxy.SilenceOpenConnections());
+        var options = new TransactionRunnerOptions();
+        options.Retry.Delay = TimeSpan.FromMilliseconds(50);
+        var attempts = 0;
+
+        // The attempt's first round trip (BEGIN and the runner's marker) gets no answer: nothing of the work ran.
+        await new TransactionRunner(dataSource, options).RunAsync(async (tx, ct) =>
+        {
+            attempts++;
+            await tx.Connection!.ExecuteAsync($"UPDATE {table} SET v = v + 1 WHERE id = 1", transaction: tx);
+        }).WaitAsync(HangGuard);
+
+        Assert.Equal(1, attempts);
+        Assert.Equal(1, await db.ScalarAsync<int>($"SELECT v FROM {table} WHERE id = 1"));
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]

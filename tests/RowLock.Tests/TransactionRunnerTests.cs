@@ -289,6 +289,27 @@ public sealed class TransactionRunnerTests(DatabaseFixture db) : IClassFixture<D
     }
 
     [Fact]
+    public async Task A_background_task_started_inside_a_work_may_run_its_own_unit_of_work_after_that_work_has_committed()
+    {
+        // A timer, a lazily started singleton loop or a fire-and-forget task created inside the work captures the work's
+        // execution context; once the unit of work is over, its own units of work are not nested in anything.
+        var runner = Runner();
+        var outerDone = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Task? later = null;
+        await runner.RunAsync((tx, ct) =>
+        {
+            later = Task.Run(async () =>
+            {
+                await outerDone.Task;
+                await runner.RunAsync((inner, ct2) => Task.CompletedTask);
+            }, CancellationToken.None);
+            return Task.CompletedTask;
+        });
+        outerDone.SetResult();
+        await later!.WaitAsync(TimeSpan.FromSeconds(30));
+    }
+
+    [Fact]
     public async Task An_ambient_transaction_scope_is_refused()
     {
         using var scope = new System.Transactions.TransactionScope(System.Transactions.TransactionScopeAsyncFlowOption.Enabled);

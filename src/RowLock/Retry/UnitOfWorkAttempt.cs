@@ -57,7 +57,16 @@ internal static class UnitOfWorkAttempt
     {
         var connection = transaction.Connection ?? throw new InvalidOperationException("The runner's transaction has no connection.");
         var marker = Guid.NewGuid().ToString("N");
-        await MarkAsync(connection, transaction, marker, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await MarkAsync(connection, transaction, marker, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (BrokeTheConnection(e, connection, cancellationToken))
+        {
+            // The first round trip (BEGIN and the marker) got no answer within Command Timeout on a connection whose
+            // route died while it sat in the pool: nothing of the work was sent, so a fresh connection may retry.
+            throw ConnectionLostBeforeCommitException.BrokeDuringWork(e);
+        }
 
         T result;
         try

@@ -12,8 +12,12 @@ namespace RowLock.Internal;
 /// </summary>
 internal sealed class UnitOfWorkRetrier
 {
-    /// <summary>The retrier whose attempt is running in this async flow: units of work cannot nest, across runner kinds.</summary>
-    private static readonly AsyncLocal<UnitOfWorkRetrier?> Current = new();
+    /// <summary>
+    /// The attempt running in this async flow: units of work cannot nest, across runner kinds. A flag that the attempt
+    /// clears, not the mere presence of a value: timers and tasks created inside a work capture this flow and may run
+    /// units of work of their own once that work is over.
+    /// </summary>
+    private static readonly AsyncLocal<AttemptScope?> Current = new();
 
     private readonly ResiliencePipeline _pipeline;
 
@@ -53,11 +57,19 @@ internal sealed class UnitOfWorkRetrier
             var result = await _pipeline.ExecuteAsync(
                 static async (_, s) =>
                 {
-                    Current.Value = s.Retrier;
-                    return await s.Attempt(s.State, s.Token).ConfigureAwait(false);
+                    var scope = new AttemptScope();
+                    Current.Value = scope;
+                    try
+                    {
+                        return await s.Attempt(s.State, s.Token).ConfigureAwait(false);
+                    }
+                    finally
+                    {
+                        scope.Running = false;
+                    }
                 },
                 context,
-                (Retrier: this, Attempt: attempt, State: state, Token: cancellationToken)).ConfigureAwait(false);
+                (Attempt: attempt, State: state, Token: cancellationToken)).ConfigureAwait(false);
             activity?.SetTag("rowlock.attempts", run.Attempts);
             return result;
         }
@@ -85,7 +97,7 @@ internal sealed class UnitOfWorkRetrier
 
     private static void RefuseNesting()
     {
-        if (Current.Value is not null)
+        if (Current.Value is { Running: true })
         {
             throw new InvalidOperationException(
                 "RunAsync was called inside the work of another RunAsync. A retry can only restart the outermost transaction, so units of work cannot nest: " +
@@ -98,5 +110,10 @@ internal sealed class UnitOfWorkRetrier
                 "RunAsync was called inside an ambient System.Transactions transaction (TransactionScope). The runner must own the transaction it retries; " +
                 "a retry cannot restart a transaction the caller opened. Call RunAsync outside the TransactionScope.");
         }
+    }
+
+    private sealed class AttemptScope
+    {
+        public volatile bool Running = true;
     }
 }
