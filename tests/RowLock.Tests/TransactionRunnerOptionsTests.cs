@@ -101,4 +101,26 @@ public sealed class TransactionRunnerOptionsTests(DatabaseFixture db) : IClassFi
         Assert.Throws<ArgumentNullException>(() => new TransactionRunner(db.DataSource, new TransactionRunnerOptions { Retry = null! }));
         Assert.Throws<ArgumentNullException>(() => new TransactionRunner(db.DataSource, new TransactionRunnerOptions { TimeProvider = null! }));
     }
+
+    [Fact]
+    public async Task A_user_predicate_that_retries_everything_still_never_retries_an_unknown_commit()
+    {
+        var options = new TransactionRunnerOptions
+        {
+            TimeProvider = new InstantTimeProvider(),
+            Retry = { ShouldHandle = _ => ValueTask.FromResult(true) }, // "retry every exception"
+        };
+        var runner = new TransactionRunner(db.DataSource, options);
+        var runs = 0;
+
+        var unknown = new CommitOutcomeUnknownException(new IOException("connection reset during COMMIT"));
+        var error = await Assert.ThrowsAsync<CommitOutcomeUnknownException>(() => runner.RunAsync((tx, ct) =>
+        {
+            runs++;
+            throw unknown;
+        }));
+
+        Assert.Same(unknown, error);
+        Assert.Equal(1, runs);
+    }
 }

@@ -28,12 +28,18 @@ internal sealed class UnitOfWorkRetrier
         ArgumentNullException.ThrowIfNull(options.TimeProvider, "options.TimeProvider");
         Options = options.Snapshot();
         Logger = logger ?? NullLogger.Instance;
+
+        // Whatever ShouldHandle the user sets, a COMMIT whose outcome is unknown is never retried: a retry could apply
+        // the unit of work twice. This veto is the one decision a user's predicate cannot override.
+        var retry = Options.Retry.Snapshot();
+        var decide = retry.ShouldHandle;
+        retry.ShouldHandle = args => args.Outcome.Exception is CommitOutcomeUnknownException ? new ValueTask<bool>(false) : decide(args);
         _pipeline = new ResiliencePipelineBuilder
         {
             TimeProvider = Options.TimeProvider,
             TelemetryListener = new RunnerTelemetryListener(Logger),
         }
-            .AddRowLockRetry(Options.Retry)
+            .AddRowLockRetry(retry)
             .Build();
     }
 
