@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.Data.Common;
 using System.Globalization;
-using Microsoft.EntityFrameworkCore;
 
 namespace RowLock.Samples.Lab;
 
@@ -54,10 +53,12 @@ public sealed class ErrorCounter
 
     /// <summary>
     /// Whether <paramref name="error"/> is an error the database (or the way to it) gave the caller: what a user would
-    /// see as "something went wrong". <c>NpgsqlException</c> and <c>PostgresException</c> are <see cref="DbException"/>s;
-    /// EF Core's <c>SaveChanges</c> wraps them in a <see cref="DbUpdateException"/> (the EF lab's naive sides).
+    /// see as "something went wrong". <c>NpgsqlException</c> and <c>PostgresException</c> are <see cref="DbException"/>s.
+    /// Wrapped ones count too: EF Core's <c>SaveChanges</c> wraps them in a <c>DbUpdateException</c>, and its default
+    /// execution strategy wraps a transient one (40P01, 40001) again in an <see cref="InvalidOperationException"/>.
     /// </summary>
-    public static bool IsDatabaseError(Exception error) => error is DbException or DbUpdateException or RowLockException or TimeoutException;
+    public static bool IsDatabaseError(Exception error) =>
+        error is DbException or RowLockException or TimeoutException || (error.InnerException is { } inner && IsDatabaseError(inner));
 
     private static string KindOf(Exception error) =>
         RowLockPredicates.FindSqlState(error)
