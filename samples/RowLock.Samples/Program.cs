@@ -11,6 +11,9 @@ const string Usage = """
       --workers N         concurrent workers (default 8)
       --iterations N      operations per worker, scaled per scenario (default 50)
       --connection STR    PostgreSQL connection string (else ROWLOCK_CONNECTION, else Docker, else local binaries)
+      --ef                the EF Core variant: both sides written with a DbContext (naive: load, change, SaveChanges;
+                          RowLock: WithRowLock, ClaimRowsAsync, the EF advisory lock, DbContextTransactionRunner);
+                          scenarios without an EF form are skipped with a line saying so
       --help              this text
 
     Exit code 1 when a RowLock side breaks its invariant or lets a database error reach the caller. Naive sides
@@ -20,6 +23,7 @@ const string Usage = """
 var options = new LabOptions();
 string? connection = null;
 string? only = null;
+var ef = false;
 for (var i = 0; i < args.Length; i++)
 {
     string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value.");
@@ -40,16 +44,33 @@ for (var i = 0; i < args.Length; i++)
         case "--connection":
             connection = Next();
             break;
+        case "--ef":
+            ef = true;
+            break;
         default:
             Console.Error.WriteLine($"Unknown option {args[i]}.\n\n{Usage}");
             return 2;
     }
 }
 
-var scenarios = only is null ? LabRunner.All : LabRunner.All.Where(s => s.Name == only).ToList();
+var catalogue = ef ? LabRunner.Ef : LabRunner.All;
+if (ef)
+{
+    foreach (var (name, why) in LabRunner.WithoutEfForm.Where(s => only is null || s.Key == only))
+    {
+        Console.Error.WriteLine($"{name}: skipped, {why}.");
+    }
+}
+
+var scenarios = only is null ? catalogue : catalogue.Where(s => s.Name == only).ToList();
+if (scenarios.Count == 0 && ef && only is not null && LabRunner.WithoutEfForm.ContainsKey(only))
+{
+    return 2;
+}
+
 if (scenarios.Count == 0)
 {
-    Console.Error.WriteLine($"No scenario named '{only}'. Known: {string.Join(", ", LabRunner.All.Select(s => s.Name))}.");
+    Console.Error.WriteLine($"No scenario named '{only}'. Known: {string.Join(", ", catalogue.Select(s => s.Name))}.");
     return 2;
 }
 

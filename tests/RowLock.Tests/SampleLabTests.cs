@@ -1,3 +1,4 @@
+using Microsoft.EntityFrameworkCore;
 using Npgsql;
 using RowLock.Samples.Lab;
 using RowLock.Tests.Infrastructure;
@@ -19,6 +20,54 @@ public sealed class SampleLabTests(DatabaseFixture db) : IClassFixture<DatabaseF
         Assert.True(result.RowLock.InvariantHolds, $"{name}: {result.RowLock.Detail}");
         Assert.Equal(0, result.RowLock.ErrorsSurfaced);
         Assert.Contains(name, LabRunner.Format([result]), StringComparison.Ordinal);
+    }
+
+    public static TheoryData<string> EfScenarios => new(LabRunner.Ef.Select(s => s.Name));
+
+    [Theory]
+    [MemberData(nameof(EfScenarios))]
+    public async Task Every_ef_scenario_keeps_its_rowlock_invariant_and_its_naive_errors_are_counted_not_thrown(string name)
+    {
+        var scenario = LabRunner.Ef.Single(s => s.Name == name);
+        var result = await scenario.RunAsync(db.DataSource, new LabOptions(Workers: 4, Iterations: 10), CancellationToken.None);
+
+        Assert.True(result.RowLock.InvariantHolds, $"{name}: {result.RowLock.Detail}");
+        Assert.Equal(0, result.RowLock.ErrorsSurfaced);
+        // An error escaping a naive side (e.g. a DbUpdateException the counter did not recognise) would stop that side.
+        Assert.DoesNotContain("side stopped by an uncounted error", result.Naive.Detail, StringComparison.Ordinal);
+        Assert.Contains(name, LabRunner.Format([result]), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_ef_lab_covers_every_scenario_but_the_ones_it_says_it_skips() =>
+        Assert.Equal(LabRunner.All.Select(s => s.Name).Order(),
+            LabRunner.Ef.Select(s => s.Name).Concat(LabRunner.WithoutEfForm.Keys).Order());
+
+    [Fact]
+    public async Task A_deadlock_in_an_ef_SaveChanges_is_counted_as_40P01_not_thrown()
+    {
+        await db.ExecuteAsync("DROP TABLE IF EXISTS hot_record; CREATE TABLE hot_record (id int PRIMARY KEY, total int NOT NULL); INSERT INTO hot_record VALUES (1, 0), (2, 0);");
+        var factory = RowLock.Samples.Ef.LabContext.Factory(db.DataSource);
+        var errors = new ErrorCounter();
+        var bothLockedOne = new AsyncBarrier(2);
+
+        // SaveChanges wraps the 40P01 in a DbUpdateException, which is not a DbException.
+        var outcomes = await Task.WhenAll(new[] { (1, 2), (2, 1) }.Select(order => errors.RunAsync(async () =>
+        {
+            await using var context = factory.CreateDbContext();
+            await using var tx = await context.Database.BeginTransactionAsync();
+            var first = await context.HotTotals.SingleAsync(h => h.Id == order.Item1);
+            first.Total++;
+            await context.SaveChangesAsync();
+            await bothLockedOne.SignalAndWaitAsync();
+            var second = await context.HotTotals.SingleAsync(h => h.Id == order.Item2);
+            second.Total++;
+            await context.SaveChangesAsync();
+            await tx.CommitAsync();
+        })));
+
+        Assert.Equal("40P01 x 1", errors.Kinds);
+        Assert.Single(outcomes, ok => ok);
     }
 
     [Fact]

@@ -54,8 +54,11 @@ public sealed class ErrorCounter
     /// <summary>
     /// Whether <paramref name="error"/> is an error the database (or the way to it) gave the caller: what a user would
     /// see as "something went wrong". <c>NpgsqlException</c> and <c>PostgresException</c> are <see cref="DbException"/>s.
+    /// Wrapped ones count too: EF Core's <c>SaveChanges</c> wraps them in a <c>DbUpdateException</c>, and its default
+    /// execution strategy wraps a transient one (40P01, 40001) again in an <see cref="InvalidOperationException"/>.
     /// </summary>
-    public static bool IsDatabaseError(Exception error) => error is DbException or RowLockException or TimeoutException;
+    public static bool IsDatabaseError(Exception error) =>
+        error is DbException or RowLockException or TimeoutException || (error.InnerException is { } inner && IsDatabaseError(inner));
 
     private static string KindOf(Exception error) =>
         RowLockPredicates.FindSqlState(error)

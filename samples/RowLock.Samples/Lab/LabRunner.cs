@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using Npgsql;
+using RowLock.Samples.Ef;
 using RowLock.Samples.Scenarios;
 
 namespace RowLock.Samples.Lab;
@@ -11,6 +12,21 @@ public static class LabRunner
     /// <summary>Every scenario, in the order README presents them.</summary>
     public static IReadOnlyList<Scenario> All { get; } =
         [new HotRecord(), new FifoStock(), new EditConflict(), new CronBatch(), new OneTimeJob(), new DeadlockRetry(), new PresenceHeartbeat()];
+
+    /// <summary>
+    /// The EF Core variant (<c>--ef</c>): the scenarios whose RowLock side has an EF form, both sides written with a
+    /// DbContext (naive: load, change, SaveChanges; RowLock: WithRowLock / ClaimRowsAsync / advisory lock in
+    /// DbContextTransactionRunner). Same names, tables and verdicts as <see cref="All"/>.
+    /// </summary>
+    public static IReadOnlyList<Scenario> Ef { get; } =
+        [new EfHotRecord(), new EfFifoStock(), new EfEditConflict(), new EfCronBatch(), new EfOneTimeJob()];
+
+    /// <summary>Scenarios of <see cref="All"/> that <c>--ef</c> skips, and why.</summary>
+    public static IReadOnlyDictionary<string, string> WithoutEfForm { get; } = new Dictionary<string, string>(StringComparer.Ordinal)
+    {
+        ["deadlock-retry"] = "no EF form in the lab (DbContextTransactionRunner shares the core runner's retry loop)",
+        ["presence-heartbeat"] = "no EF form in the lab (its SKIP LOCKED claim is the one cron-batch shows)",
+    };
 
     /// <summary>Runs the scenarios one after another, reporting a line of progress per scenario.</summary>
     public static async Task<IReadOnlyList<ScenarioResult>> RunAsync(NpgsqlDataSource dataSource, IEnumerable<Scenario> scenarios, LabOptions options,

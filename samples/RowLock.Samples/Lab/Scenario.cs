@@ -75,7 +75,11 @@ public abstract class Scenario
     }
 
     /// <summary>A runner whose retries are counted into <paramref name="retries"/>.</summary>
-    protected static TransactionRunner CountingRunner(NpgsqlDataSource dataSource, StrongBox<int> retries, System.Data.IsolationLevel isolation = System.Data.IsolationLevel.ReadCommitted)
+    protected static TransactionRunner CountingRunner(NpgsqlDataSource dataSource, StrongBox<int> retries, System.Data.IsolationLevel isolation = System.Data.IsolationLevel.ReadCommitted) =>
+        new(dataSource, CountingOptions(retries, isolation));
+
+    /// <summary>Runner options (up to 20 retries) whose retries are counted into <paramref name="retries"/>; shared by the EF lab's runner.</summary>
+    protected static TransactionRunnerOptions CountingOptions(StrongBox<int> retries, System.Data.IsolationLevel isolation = System.Data.IsolationLevel.ReadCommitted)
     {
         var options = new TransactionRunnerOptions { IsolationLevel = isolation };
         options.Retry.MaxRetryAttempts = 20;
@@ -84,7 +88,7 @@ public abstract class Scenario
             Interlocked.Increment(ref retries.Value);
             return default;
         };
-        return new TransactionRunner(dataSource, options);
+        return options;
     }
 
     /// <summary>A mutable box for counters shared by workers.</summary>

@@ -5,15 +5,15 @@ using RowLock.Samples.Lab;
 namespace RowLock.Samples.Scenarios;
 
 /// <summary>Several cron workers post draft invoices in batches while users keep working.</summary>
-public sealed class CronBatch : Scenario
+public class CronBatch : Scenario
 {
-    private const int Batch = 50;
+    protected const int Batch = 50;
 
     public override string Name => "cron-batch";
 
     public override string Invariant => "every invoice posted exactly once";
 
-    private static int Invoices(LabOptions options) => Math.Max(Batch, options.Iterations * 40);
+    protected static int Invoices(LabOptions options) => Math.Max(Batch, options.Iterations * 40);
 
     protected override async Task SetUpAsync(NpgsqlDataSource dataSource, LabOptions options, CancellationToken cancellationToken)
     {

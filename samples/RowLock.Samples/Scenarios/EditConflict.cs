@@ -5,9 +5,9 @@ using RowLock.Samples.Lab;
 namespace RowLock.Samples.Scenarios;
 
 /// <summary>A user saves a record another user is editing (holding it locked for a while).</summary>
-public sealed class EditConflict : Scenario
+public class EditConflict : Scenario
 {
-    private static readonly TimeSpan EditorHolds = TimeSpan.FromMilliseconds(200);
+    protected static readonly TimeSpan EditorHolds = TimeSpan.FromMilliseconds(200);
 
     public override string Name => "edit-conflict";
 

@@ -5,9 +5,9 @@ using RowLock.Samples.Lab;
 namespace RowLock.Samples.Scenarios;
 
 /// <summary>Workers consume stock from FIFO cost layers (100 + 100 + 100 units); each wants 100.</summary>
-public sealed class FifoStock : Scenario
+public class FifoStock : Scenario
 {
-    private const int Wanted = 100;
+    protected const int Wanted = 100;
     private const int Initial = 300;
 
     public override string Name => "fifo-stock";
@@ -82,7 +82,7 @@ public sealed class FifoStock : Scenario
         return true;
     }
 
-    private static async Task<SideResult> RoundsAsync(NpgsqlDataSource dataSource, LabOptions options, StrongBox<int>? retries, CancellationToken cancellationToken, Func<int, Task<bool>> sell)
+    protected static async Task<SideResult> RoundsAsync(NpgsqlDataSource dataSource, LabOptions options, StrongBox<int>? retries, CancellationToken cancellationToken, Func<int, Task<bool>> sell)
     {
         var ok = true;
         var worst = "";

@@ -5,7 +5,7 @@ using RowLock.Samples.Lab;
 namespace RowLock.Samples.Scenarios;
 
 /// <summary>Many workers adjust the same row (an order total, a stock quantity).</summary>
-public sealed class HotRecord : Scenario
+public class HotRecord : Scenario
 {
     public override string Name => "hot-record";
 
@@ -61,7 +61,7 @@ public sealed class HotRecord : Scenario
         return await ResultAsync(dataSource, options, errors, retries.Value, elapsed);
     }
 
-    private static async Task<SideResult> ResultAsync(NpgsqlDataSource dataSource, LabOptions options, ErrorCounter errors, int retries, TimeSpan elapsed)
+    protected static async Task<SideResult> ResultAsync(NpgsqlDataSource dataSource, LabOptions options, ErrorCounter errors, int retries, TimeSpan elapsed)
     {
         var expected = options.Workers * options.Iterations;
         var total = (int)(await dataSource.CreateCommand("SELECT total FROM hot_record").ExecuteScalarAsync())!;

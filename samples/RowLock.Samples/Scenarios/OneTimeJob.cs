@@ -5,13 +5,13 @@ using RowLock.Samples.Lab;
 namespace RowLock.Samples.Scenarios;
 
 /// <summary>After a deploy every worker starts at once and each wants to run the same one-time sync.</summary>
-public sealed class OneTimeJob : Scenario
+public class OneTimeJob : Scenario
 {
     public override string Name => "one-time-job";
 
     public override string Invariant => "exactly one sync per round";
 
-    private static int Rounds(LabOptions options) => Math.Clamp(options.Iterations / 5, 1, 20);
+    protected static int Rounds(LabOptions options) => Math.Clamp(options.Iterations / 5, 1, 20);
 
     protected override Task SetUpAsync(NpgsqlDataSource dataSource, LabOptions options, CancellationToken cancellationToken) =>
         dataSource.CreateCommand("DROP TABLE IF EXISTS registry_syncs; CREATE TABLE registry_syncs (round int NOT NULL, worker int NOT NULL);")
@@ -51,7 +51,7 @@ public sealed class OneTimeJob : Scenario
         }
     }
 
-    private static async Task<SideResult> RoundsAsync(NpgsqlDataSource dataSource, LabOptions options, CancellationToken cancellationToken, Func<int, int, Task> work)
+    protected static async Task<SideResult> RoundsAsync(NpgsqlDataSource dataSource, LabOptions options, CancellationToken cancellationToken, Func<int, int, Task> work)
     {
         var errors = new ErrorCounter();
         var elapsed = TimeSpan.Zero;
