@@ -237,11 +237,21 @@ internal static class SqlLexer
     private static int SkipQuoted(string sql, int i, char quote, bool backslashEscapes, string paramName)
     {
         i++;
+        var doubled = false;
         while (i < sql.Length)
         {
             var c = sql[i];
             if (backslashEscapes && c == '\\')
             {
+                if (doubled)
+                {
+                    // PostgreSQL reads '' as a quote and goes on with escapes; Npgsql's splitter ends the E'' string at the
+                    // '' and reads the rest as a plain string, so a \' there ends it early and a ';' after it splits.
+                    throw new ArgumentException(
+                        "The SQL has an E'' string with a doubled quote ('') before a backslash, which Npgsql reads differently from PostgreSQL (it could split the statement). "
+                        + "Write the quote as \\' in an E'' string, or pass the value as a parameter.", paramName);
+                }
+
                 i += 2;
                 continue;
             }
@@ -250,6 +260,7 @@ internal static class SqlLexer
             {
                 if (At(sql, i + 1) == quote)
                 {
+                    doubled = true;
                     i += 2;
                     continue;
                 }
