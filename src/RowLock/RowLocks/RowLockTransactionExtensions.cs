@@ -48,6 +48,7 @@ public static class RowLockTransactionExtensions
     {
         SqlText.ValidateSelect(selectSql, nameof(selectSql), clause, claim: false);
         var connection = TransactionGuard.RequireActive(transaction, nameof(transaction));
+        SqlText.ValidateForSession(selectSql, nameof(selectSql), connection);
         return QueryLockedAsync<T>(connection, transaction, selectSql + "\n" + clause.ToSql(), param, clause, cancellationToken);
     }
 
@@ -80,6 +81,7 @@ public static class RowLockTransactionExtensions
         var clause = RowLockClause.ForUpdate.SkipLocked();
         SqlText.ValidateSelect(selectSql, nameof(selectSql), clause, claim: true);
         var connection = TransactionGuard.RequireActive(transaction, nameof(transaction));
+        SqlText.ValidateForSession(selectSql, nameof(selectSql), connection);
         var sql = string.Create(CultureInfo.InvariantCulture, $"{selectSql}\nLIMIT {limit}\n{clause.ToSql()}");
         return QueryLockedAsync<T>(connection, transaction, sql, param, clause, cancellationToken);
     }
