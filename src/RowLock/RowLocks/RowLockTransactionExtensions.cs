@@ -29,7 +29,9 @@ public static class RowLockTransactionExtensions
     /// <exception cref="LockNotAvailableException">With <c>NoWait()</c> or <c>WithTimeout</c>: a row was locked by someone else. The transaction is still usable.</exception>
     /// <exception cref="ArgumentException">
     /// Nothing was sent: the SQL is empty, not one statement (a <c>--</c> comment ends at a line feed or a carriage
-    /// return), not a SELECT, writes (INSERT, UPDATE, DELETE, MERGE anywhere, SELECT ... INTO), or has a shape whose rows
+    /// return), holds a string Npgsql would end elsewhere than PostgreSQL (an <c>E''</c> right after <c>@</c> or <c>:</c>,
+    /// <c>''</c> before a backslash in an <c>E''</c>, an <c>E''</c> continued on the next line, any backslash while
+    /// standard_conforming_strings is off), not a SELECT, writes (INSERT, UPDATE, DELETE, MERGE anywhere, SELECT ... INTO), or has a shape whose rows
     /// the clause would not lock or that PostgreSQL refuses with it: WITH without <see cref="RowLockClause.Of"/>, OF naming a
     /// WITH query, UNION / INTERSECT / EXCEPT, DISTINCT, GROUP BY, HAVING, a built-in aggregate, a window function, a
     /// set-returning function in the select list, an outer join's nullable side, a locking clause or FOR READ ONLY of its
