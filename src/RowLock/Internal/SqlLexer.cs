@@ -97,7 +97,9 @@ internal static class SqlLexer
             {
                 if (At(sql, i + 1) == '\'' && c is 'E' or 'e')
                 {
+                    RefuseEscapeStringNpgsqlMisreads(sql, i, paramName);
                     i = SkipQuoted(sql, i + 1, '\'', backslashEscapes: true, paramName);
+                    RefuseEscapeStringContinuation(sql, i, paramName);
                     kind = SqlTokenKind.String;
                 }
                 else if (At(sql, i + 1) == '\'' && c is 'B' or 'b' or 'X' or 'x' or 'N' or 'n')
@@ -192,6 +194,68 @@ internal static class SqlLexer
         return tokens;
     }
 
+    /// <summary>
+    /// Npgsql reads '@' or ':' followed by letters, digits, '_' and '.' as a named parameter, so for it the E of an
+    /// E'' string right after them (<c>&lt;@e'..'</c>, <c>:e'..'</c>, <c>@x.e'..'</c>) starts a plain string without
+    /// backslash escapes: the two would end the string at different quotes.
+    /// </summary>
+    private static void RefuseEscapeStringNpgsqlMisreads(string sql, int e, string paramName)
+    {
+        var j = e - 1;
+        while (j >= 0 && (char.IsLetterOrDigit(sql[j]) || sql[j] is '_' or '.'))
+        {
+            j--;
+        }
+
+        if (j >= 0 && sql[j] is '@' or ':')
+        {
+            throw new ArgumentException(
+                $"The SQL has an E'' string right after '{sql[j]}', which Npgsql reads as a parameter name and PostgreSQL as an operator; they would end the string at different quotes. "
+                + "Put a space before E'...'.", paramName);
+        }
+    }
+
+    /// <summary>
+    /// PostgreSQL continues a string over whitespace holding a newline ('a'\n'b' is 'ab'), and the continuation of an
+    /// E'' string keeps its backslash escapes (Npgsql too). Refused rather than followed: the comments allowed in
+    /// between differ between PostgreSQL and Npgsql.
+    /// </summary>
+    private static void RefuseEscapeStringContinuation(string sql, int i, string paramName)
+    {
+        var newline = false;
+        while (i < sql.Length)
+        {
+            var c = sql[i];
+            if (c is '\n' or '\r')
+            {
+                newline = true;
+                i++;
+            }
+            else if (IsSpace(c))
+            {
+                i++;
+            }
+            else if (c == '-' && At(sql, i + 1) == '-')
+            {
+                while (i < sql.Length && sql[i] is not ('\n' or '\r'))
+                {
+                    i++;
+                }
+            }
+            else
+            {
+                break;
+            }
+        }
+
+        if (newline && At(sql, i) == '\'')
+        {
+            throw new ArgumentException(
+                "The SQL continues an E'' string on the next line ('...'<newline>'...'), which PostgreSQL joins with backslash escapes. "
+                + "Write it as one E'...' literal, or pass the value as a parameter.", paramName);
+        }
+    }
+
     /// <summary>PostgreSQL's whitespace: space, tab, newline, carriage return, form feed (and vertical tab since 16).</summary>
     private static bool IsSpace(char c) => c is ' ' or '\t' or '\n' or '\r' or '\f' or '\v';
 
@@ -237,11 +301,21 @@ internal static class SqlLexer
     private static int SkipQuoted(string sql, int i, char quote, bool backslashEscapes, string paramName)
     {
         i++;
+        var doubled = false;
         while (i < sql.Length)
         {
             var c = sql[i];
             if (backslashEscapes && c == '\\')
             {
+                if (doubled)
+                {
+                    // PostgreSQL reads '' as a quote and goes on with escapes; Npgsql's splitter ends the E'' string at the
+                    // '' and reads the rest as a plain string, so a \' there ends it early and a ';' after it splits.
+                    throw new ArgumentException(
+                        "The SQL has an E'' string with a doubled quote ('') before a backslash, which Npgsql reads differently from PostgreSQL (it could split the statement). "
+                        + "Write the quote as \\' in an E'' string, or pass the value as a parameter.", paramName);
+                }
+
                 i += 2;
                 continue;
             }
@@ -250,6 +324,7 @@ internal static class SqlLexer
             {
                 if (At(sql, i + 1) == quote)
                 {
+                    doubled = true;
                     i += 2;
                     continue;
                 }

@@ -1,3 +1,5 @@
+using Npgsql;
+
 namespace RowLock.Internal;
 
 /// <summary>
@@ -32,5 +34,23 @@ internal static class SqlText
 
         var of = clause.Tables;
         new LockedSelectRules(sql, tokens, paramName, of.Count == 0 ? null : of, claim, clause.WaitPolicy == LockWaitPolicy.SkipLocked).Check();
+    }
+
+    /// <summary>
+    /// Throws <see cref="ArgumentException"/> when the session reads strings differently from <see cref="SqlLexer"/>:
+    /// with standard_conforming_strings off, PostgreSQL and Npgsql take backslash escapes in '...' strings, so a \'
+    /// the lexer reads as a backslash and the end of a string keeps the string going for them (and a ';' after it
+    /// splits the statement). SQL without a backslash reads the same either way.
+    /// </summary>
+    public static void ValidateForSession(string sql, string paramName, NpgsqlConnection connection)
+    {
+        if (sql.Contains('\\', StringComparison.Ordinal)
+            && connection.PostgresParameters.TryGetValue("standard_conforming_strings", out var conforming)
+            && !string.Equals(conforming, "on", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new ArgumentException(
+                "The SQL has a backslash and the session has standard_conforming_strings off, so '...' strings take backslash escapes and RowLock cannot check where they end. "
+                + "Turn standard_conforming_strings on (the default), or pass the value with the backslash as a parameter.", paramName);
+        }
     }
 }

@@ -29,7 +29,9 @@ public static class RowLockTransactionExtensions
     /// <exception cref="LockNotAvailableException">With <c>NoWait()</c> or <c>WithTimeout</c>: a row was locked by someone else. The transaction is still usable.</exception>
     /// <exception cref="ArgumentException">
     /// Nothing was sent: the SQL is empty, not one statement (a <c>--</c> comment ends at a line feed or a carriage
-    /// return), not a SELECT, writes (INSERT, UPDATE, DELETE, MERGE anywhere, SELECT ... INTO), or has a shape whose rows
+    /// return), holds a string Npgsql would end elsewhere than PostgreSQL (an <c>E''</c> right after <c>@</c> or <c>:</c>,
+    /// <c>''</c> before a backslash in an <c>E''</c>, an <c>E''</c> continued on the next line, any backslash while
+    /// standard_conforming_strings is off), not a SELECT, writes (INSERT, UPDATE, DELETE, MERGE anywhere, SELECT ... INTO), or has a shape whose rows
     /// the clause would not lock or that PostgreSQL refuses with it: WITH without <see cref="RowLockClause.Of"/>, OF naming a
     /// WITH query, UNION / INTERSECT / EXCEPT, DISTINCT, GROUP BY, HAVING, a built-in aggregate, a window function, a
     /// set-returning function in the select list, an outer join's nullable side, a locking clause or FOR READ ONLY of its
@@ -48,6 +50,7 @@ public static class RowLockTransactionExtensions
     {
         SqlText.ValidateSelect(selectSql, nameof(selectSql), clause, claim: false);
         var connection = TransactionGuard.RequireActive(transaction, nameof(transaction));
+        SqlText.ValidateForSession(selectSql, nameof(selectSql), connection);
         return QueryLockedAsync<T>(connection, transaction, selectSql + "\n" + clause.ToSql(), param, clause, cancellationToken);
     }
 
@@ -80,6 +83,7 @@ public static class RowLockTransactionExtensions
         var clause = RowLockClause.ForUpdate.SkipLocked();
         SqlText.ValidateSelect(selectSql, nameof(selectSql), clause, claim: true);
         var connection = TransactionGuard.RequireActive(transaction, nameof(transaction));
+        SqlText.ValidateForSession(selectSql, nameof(selectSql), connection);
         var sql = string.Create(CultureInfo.InvariantCulture, $"{selectSql}\nLIMIT {limit}\n{clause.ToSql()}");
         return QueryLockedAsync<T>(connection, transaction, sql, param, clause, cancellationToken);
     }
