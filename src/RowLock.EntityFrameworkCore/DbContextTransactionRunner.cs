@@ -60,19 +60,63 @@ public sealed class DbContextTransactionRunner<TContext>
     public async Task<T> RunAsync<T>(Func<TContext, CancellationToken, Task<T>> work, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(work);
-        var attempts = new Attempts();
-        return await _retrier.RunAsync(
-            static (s, token) => s.Runner.AttemptAsync(s.Work, s.Attempts, token),
-            (Runner: this, Work: work, Attempts: attempts),
-            cancellationToken).ConfigureAwait(false);
+        return await RunCoreAsync(null, work, cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>Runs <paramref name="work"/> as <see cref="RunAsync{T}"/> does, for work that returns nothing.</summary>
+    /// <summary>
+    /// Runs <paramref name="work"/> as <see cref="RunAsync{T}(Func{TContext, CancellationToken, Task{T}}, CancellationToken)"/> does,
+    /// under a name that tags the <c>RowLock.UnitOfWork</c> activity, the runner's metrics (<c>rowlock.operation</c>) and a log scope.
+    /// </summary>
+    /// <typeparam name="T">What the work returns.</typeparam>
+    /// <param name="operationName">A short, low-cardinality name for what the work does (<c>"checkout"</c>); never an id or user input.</param>
+    /// <param name="work">The unit of work: query (lock with <c>WithRowLock</c>), change entities, return. No need to call SaveChanges.</param>
+    /// <param name="cancellationToken">Cancels the work, a lock wait inside it, and the backoff between attempts.</param>
+    /// <returns>What the last, committed run of the work returned.</returns>
+    /// <exception cref="ArgumentException"><paramref name="operationName"/> is null, empty or white space. Nothing ran.</exception>
+    /// <exception cref="RetryLimitExceededException">Every attempt failed with a retryable error; the last one is the inner exception.</exception>
+    /// <exception cref="CommitOutcomeUnknownException">The connection was lost during COMMIT; not retried.</exception>
+    /// <exception cref="InvalidOperationException">See <see cref="RunAsync{T}(Func{TContext, CancellationToken, Task{T}}, CancellationToken)"/>.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    public async Task<T> RunAsync<T>(string operationName, Func<TContext, CancellationToken, Task<T>> work, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(operationName);
+        ArgumentNullException.ThrowIfNull(work);
+        return await RunCoreAsync(operationName, work, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Runs <paramref name="work"/>, which returns nothing, under a name (see <see cref="RunAsync{T}(string, Func{TContext, CancellationToken, Task{T}}, CancellationToken)"/>).</summary>
+    /// <param name="operationName">A short, low-cardinality name for what the work does; never an id or user input.</param>
+    /// <param name="work">The unit of work.</param>
+    /// <param name="cancellationToken">Cancels the work, a lock wait inside it, and the backoff between attempts.</param>
+    /// <exception cref="ArgumentException"><paramref name="operationName"/> is null, empty or white space. Nothing ran.</exception>
+    /// <exception cref="RetryLimitExceededException">Every attempt failed with a retryable error.</exception>
+    /// <exception cref="CommitOutcomeUnknownException">The connection was lost during COMMIT; not retried.</exception>
+    /// <exception cref="InvalidOperationException">See <see cref="RunAsync{T}(Func{TContext, CancellationToken, Task{T}}, CancellationToken)"/>.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    public Task RunAsync(string operationName, Func<TContext, CancellationToken, Task> work, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(operationName);
+        ArgumentNullException.ThrowIfNull(work);
+        return RunCoreAsync<bool>(operationName, async (db, ct) =>
+        {
+            await work(db, ct).ConfigureAwait(false);
+            return true;
+        }, cancellationToken);
+    }
+
+    private Task<T> RunCoreAsync<T>(string? operationName, Func<TContext, CancellationToken, Task<T>> work, CancellationToken cancellationToken) =>
+        _retrier.RunAsync(
+            static (s, token) => s.Runner.AttemptAsync(s.Work, s.Attempts, token),
+            (Runner: this, Work: work, Attempts: new Attempts()),
+            operationName,
+            cancellationToken);
+
+    /// <summary>Runs <paramref name="work"/> as <see cref="RunAsync{T}(Func{TContext, CancellationToken, Task{T}}, CancellationToken)"/> does, for work that returns nothing.</summary>
     /// <param name="work">The unit of work.</param>
     /// <param name="cancellationToken">Cancels the work, a lock wait inside it, and the backoff between attempts.</param>
     /// <exception cref="RetryLimitExceededException">Every attempt failed with a retryable error.</exception>
     /// <exception cref="CommitOutcomeUnknownException">The connection was lost during COMMIT; not retried.</exception>
-    /// <exception cref="InvalidOperationException">See <see cref="RunAsync{T}"/>.</exception>
+    /// <exception cref="InvalidOperationException">See <see cref="RunAsync{T}(Func{TContext, CancellationToken, Task{T}}, CancellationToken)"/>.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     public Task RunAsync(Func<TContext, CancellationToken, Task> work, CancellationToken cancellationToken = default)
     {

@@ -79,6 +79,24 @@ public static class AdvisoryLockTransactionExtensions
     internal static async Task<AdvisoryOutcome> TakeAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, AdvisoryLockKey key,
         TimeSpan? timeout, AdvisoryLockMode mode, CancellationToken cancellationToken)
     {
+        // rowlock.lock.wait.duration, around the locking round trip(s).
+        var start = System.Diagnostics.Stopwatch.GetTimestamp();
+        try
+        {
+            var outcome = await TakeCoreAsync(connection, transaction, key, timeout, mode, cancellationToken).ConfigureAwait(false);
+            RowLockHistograms.RecordLockWait(start, "advisory", outcome.Acquired ? "acquired" : "not_available");
+            return outcome;
+        }
+        catch (Exception e)
+        {
+            RowLockHistograms.RecordLockWait(start, "advisory", RowLockHistograms.FailureOutcome(e));
+            throw;
+        }
+    }
+
+    private static async Task<AdvisoryOutcome> TakeCoreAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, AdvisoryLockKey key,
+        TimeSpan? timeout, AdvisoryLockMode mode, CancellationToken cancellationToken)
+    {
         if (timeout == TimeSpan.Zero)
         {
             var tryCommand = AdvisorySql.Command(AdvisorySql.TryXact(mode), key, connection, transaction);

@@ -194,6 +194,7 @@ public sealed class AdvisoryLocks
     {
         var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         var inTransaction = false;
+        var start = System.Diagnostics.Stopwatch.GetTimestamp(); // rowlock.lock.wait.duration
         try
         {
             bool acquired;
@@ -211,6 +212,8 @@ public sealed class AdvisoryLocks
                 inTransaction = false;
             }
 
+            RowLockHistograms.RecordLockWait(start, "advisory", acquired ? "acquired" : "not_available");
+            start = 0; // recorded: a logger that throws below is not a failed wait
             if (acquired)
             {
                 // Logged before the handle exists: should the logger throw, the catch below releases the lock.
@@ -218,8 +221,13 @@ public sealed class AdvisoryLocks
                 return new AdvisoryLockHandle(new HeldAdvisoryLock(_dataSource, connection, key, mode, _logger, transaction: null));
             }
         }
-        catch
+        catch (Exception e)
         {
+            if (start != 0)
+            {
+                RowLockHistograms.RecordLockWait(start, "advisory", RowLockHistograms.FailureOutcome(e));
+            }
+
             await AbandonAsync(connection, inTransaction).ConfigureAwait(false);
             throw;
         }

@@ -18,6 +18,7 @@ internal sealed class HeldAdvisoryLock
     private readonly CancellationTokenSource _stopMonitor = new();
     private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly object _gate = new();
+    private readonly long _acquiredAt = System.Diagnostics.Stopwatch.GetTimestamp(); // built right after the grant: rowlock.lock.hold.duration
     private Task? _monitor;
     private bool _releasing;
     private int _disposed;
@@ -111,6 +112,7 @@ internal sealed class HeldAdvisoryLock
             {
                 _stopMonitor.Dispose();
                 _released.TrySetResult();
+                RowLockHistograms.RecordLockHold(_acquiredAt, Mode, HeldByTransaction); // last: a metrics listener that throws cannot stop the release
             }
         }
     }

@@ -21,8 +21,17 @@ internal sealed class RunnerTelemetryListener(ILogger logger) : TelemetryListene
         switch (args.Event.EventName)
         {
             case ExecutionAttemptEvent when args.Arguments is ExecutionAttemptArguments attempt:
-                RowLockTelemetry.Attempts.Add(1);
-                if (args.Context.Properties.TryGetValue(UnitOfWorkRun.Key, out var run))
+                var run = args.Context.Properties.TryGetValue(UnitOfWorkRun.Key, out var r) ? r : null;
+                if (run?.OperationName is { } name)
+                {
+                    RowLockTelemetry.Attempts.Add(1, new KeyValuePair<string, object?>(RowLockHistograms.OperationTag, name));
+                }
+                else
+                {
+                    RowLockTelemetry.Attempts.Add(1);
+                }
+
+                if (run is not null)
                 {
                     run.Attempts++;
                     run.LastOutcomeRetryable = attempt.Handled;
@@ -30,17 +39,27 @@ internal sealed class RunnerTelemetryListener(ILogger logger) : TelemetryListene
 
                 break;
             case OnRetryEvent when args.Arguments is OnRetryArguments<TResult> retry && args.Outcome?.Exception is { } exception:
-                OnRetry(retry.AttemptNumber + 1, retry.RetryDelay, exception);
+                var operationName = args.Context.Properties.TryGetValue(UnitOfWorkRun.Key, out var current) ? current.OperationName : null;
+                OnRetry(retry.AttemptNumber + 1, retry.RetryDelay, exception, operationName);
                 break;
         }
     }
 
-    private void OnRetry(int attempt, TimeSpan delay, Exception exception)
+    private void OnRetry(int attempt, TimeSpan delay, Exception exception, string? operationName)
     {
         var connectionLost = RowLockPredicates.IsConnectionLoss(exception);
         var sqlState = RowLockPredicates.FindSqlState(exception) ?? RowLockPredicates.ConnectionLostState;
         RunnerLog.Retrying(logger, attempt, sqlState, delay, connectionLost, exception);
-        RowLockTelemetry.Retries.Add(1, new KeyValuePair<string, object?>("db.response.status_code", sqlState));
+        var status = new KeyValuePair<string, object?>("db.response.status_code", sqlState);
+        if (operationName is null)
+        {
+            RowLockTelemetry.Retries.Add(1, status);
+        }
+        else
+        {
+            RowLockTelemetry.Retries.Add(1, status, new KeyValuePair<string, object?>(RowLockHistograms.OperationTag, operationName));
+        }
+
         Activity.Current?.AddEvent(new ActivityEvent("rowlock.retry", tags: new ActivityTagsCollection
         {
             ["rowlock.attempt"] = attempt,

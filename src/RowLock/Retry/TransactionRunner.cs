@@ -57,11 +57,61 @@ public sealed class TransactionRunner
     public async Task<T> RunAsync<T>(Func<NpgsqlTransaction, CancellationToken, Task<T>> work, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(work);
-        return await _retrier.RunAsync(
+        return await RunCoreAsync(null, work, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="work"/> as <see cref="RunAsync{T}(Func{NpgsqlTransaction, CancellationToken, Task{T}}, CancellationToken)"/>
+    /// does, under a name: <paramref name="operationName"/> tags the <c>RowLock.UnitOfWork</c> activity, the runner's
+    /// metrics (<c>rowlock.operation</c>) and a log scope around the unit of work, so "which operation retries most" is one query.
+    /// </summary>
+    /// <typeparam name="T">What the work returns.</typeparam>
+    /// <param name="operationName">A short, low-cardinality name for what the work does (<c>"checkout"</c>); never an id or user input.</param>
+    /// <param name="work">The unit of work. It gets the transaction (use <c>transaction.Connection</c> for commands) and the token.</param>
+    /// <param name="cancellationToken">Cancels the work, a lock wait inside it, and the backoff between attempts.</param>
+    /// <returns>What the last, committed run of the work returned.</returns>
+    /// <exception cref="ArgumentException"><paramref name="operationName"/> is null, empty or white space. Nothing ran.</exception>
+    /// <exception cref="RetryLimitExceededException">Every attempt failed with a retryable error; the last one is the inner exception.</exception>
+    /// <exception cref="CommitOutcomeUnknownException">The connection was lost while COMMIT was in flight; not retried.</exception>
+    /// <exception cref="RowLockException">With <see cref="RowLockException.SqlState"/> 25P02: the work caught a database error on the
+    /// runner's transaction and carried on; not retried.</exception>
+    /// <exception cref="InvalidOperationException">Called inside another unit of work or an ambient <c>System.Transactions</c> transaction,
+    /// or the work ended the runner's transaction itself.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    public async Task<T> RunAsync<T>(string operationName, Func<NpgsqlTransaction, CancellationToken, Task<T>> work, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(operationName);
+        ArgumentNullException.ThrowIfNull(work);
+        return await RunCoreAsync(operationName, work, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Runs <paramref name="work"/>, which returns nothing, under a name (see <see cref="RunAsync{T}(string, Func{NpgsqlTransaction, CancellationToken, Task{T}}, CancellationToken)"/>).</summary>
+    /// <param name="operationName">A short, low-cardinality name for what the work does (<c>"checkout"</c>); never an id or user input.</param>
+    /// <param name="work">The unit of work. It gets the transaction (use <c>transaction.Connection</c> for commands) and the token.</param>
+    /// <param name="cancellationToken">Cancels the work, a lock wait inside it, and the backoff between attempts.</param>
+    /// <exception cref="ArgumentException"><paramref name="operationName"/> is null, empty or white space. Nothing ran.</exception>
+    /// <exception cref="RetryLimitExceededException">Every attempt failed with a retryable error; the last one is the inner exception.</exception>
+    /// <exception cref="CommitOutcomeUnknownException">The connection was lost while COMMIT was in flight; not retried.</exception>
+    /// <exception cref="RowLockException">With <see cref="RowLockException.SqlState"/> 25P02: the work caught a database error and carried on.</exception>
+    /// <exception cref="InvalidOperationException">Called inside another unit of work or an ambient transaction, or the work ended the runner's transaction.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    public Task RunAsync(string operationName, Func<NpgsqlTransaction, CancellationToken, Task> work, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(operationName);
+        ArgumentNullException.ThrowIfNull(work);
+        return RunCoreAsync<bool>(operationName, async (tx, ct) =>
+        {
+            await work(tx, ct).ConfigureAwait(false);
+            return true;
+        }, cancellationToken);
+    }
+
+    private Task<T> RunCoreAsync<T>(string? operationName, Func<NpgsqlTransaction, CancellationToken, Task<T>> work, CancellationToken cancellationToken) =>
+        _retrier.RunAsync(
             static (s, token) => UnitOfWorkAttempt.RunAsync(s.Runner._dataSource, s.Runner._retrier.Options.IsolationLevel, s.Runner._retrier.Logger, s.Work, token),
             (Runner: this, Work: work),
-            cancellationToken).ConfigureAwait(false);
-    }
+            operationName,
+            cancellationToken);
 
     /// <summary>Runs <paramref name="work"/> in a transaction, committing when it returns and retrying it whole on retryable errors.</summary>
     /// <param name="work">The unit of work. It gets the transaction (use <c>transaction.Connection</c> for commands) and the token.</param>

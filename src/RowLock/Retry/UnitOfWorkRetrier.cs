@@ -48,14 +48,26 @@ internal sealed class UnitOfWorkRetrier
 
     public ILogger Logger { get; }
 
-    /// <summary>Runs <paramref name="attempt"/> under the retry policy; exhaustion becomes <see cref="RetryLimitExceededException"/>.</summary>
-    public async Task<T> RunAsync<TState, T>(Func<TState, CancellationToken, Task<T>> attempt, TState state, CancellationToken cancellationToken)
+    /// <summary>
+    /// Runs <c>attempt</c> under the retry policy; exhaustion becomes <see cref="RetryLimitExceededException"/>.
+    /// <c>operationName</c> (or null) tags the activity, the metrics and a log scope.
+    /// </summary>
+    public async Task<T> RunAsync<TState, T>(Func<TState, CancellationToken, Task<T>> attempt, TState state, string? operationName, CancellationToken cancellationToken)
     {
         RefuseNesting();
 
+        var start = Stopwatch.GetTimestamp();
+        var outcome = "failed";
         using var activity = RowLockTelemetry.ActivitySource.StartActivity("RowLock.UnitOfWork");
         activity?.SetTag("db.system.name", "postgresql");
-        var run = new UnitOfWorkRun();
+        if (operationName is not null && activity is not null)
+        {
+            activity.SetTag(RowLockHistograms.OperationTag, operationName);
+            activity.DisplayName = "RowLock.UnitOfWork " + operationName;
+        }
+
+        using var scope = BeginScope(operationName);
+        var run = new UnitOfWorkRun { OperationName = operationName };
         var context = ResilienceContextPool.Shared.Get(cancellationToken);
         context.Properties.Set(UnitOfWorkRun.Key, run);
         try
@@ -77,27 +89,70 @@ internal sealed class UnitOfWorkRetrier
                 context,
                 (Attempt: attempt, State: state, Token: cancellationToken)).ConfigureAwait(false);
             activity?.SetTag("rowlock.attempts", run.Attempts);
+            outcome = "committed";
             return result;
         }
         catch (Exception e)
         {
             activity?.SetTag("rowlock.attempts", run.Attempts);
             activity?.SetStatus(ActivityStatusCode.Error, e.GetType().Name);
+            outcome = e switch
+            {
+                OperationCanceledException => "canceled",
+                CommitOutcomeUnknownException => "unknown",
+                _ => "failed",
+            };
             if (e is OperationCanceledException || !run.LastOutcomeRetryable)
             {
                 throw;
             }
 
             // Polly judged the last failure retryable and still stopped: the caller cancelled, or no attempt was left.
-            cancellationToken.ThrowIfCancellationRequested();
+            if (cancellationToken.IsCancellationRequested)
+            {
+                outcome = "canceled";
+                cancellationToken.ThrowIfCancellationRequested();
+            }
+
+            outcome = "exhausted";
             var sqlState = RowLockPredicates.FindSqlState(e);
             RunnerLog.RetriesExhausted(Logger, run.Attempts, sqlState ?? RowLockPredicates.ConnectionLostState, e);
-            RowLockTelemetry.Exhausted.Add(1);
+            if (operationName is null)
+            {
+                RowLockTelemetry.Exhausted.Add(1);
+            }
+            else
+            {
+                RowLockTelemetry.Exhausted.Add(1, new KeyValuePair<string, object?>(RowLockHistograms.OperationTag, operationName));
+            }
+
             throw new RetryLimitExceededException(run.Attempts, sqlState, e);
         }
         finally
         {
             ResilienceContextPool.Shared.Return(context);
+            RowLockHistograms.RecordUnitOfWork(start, outcome, operationName);
+        }
+    }
+
+    /// <summary>
+    /// A log scope carrying the operation name, so every line the unit of work logs (RowLock's and the work's own, on
+    /// loggers that include scopes) can be grouped by it. Guarded: a failing logger never fails a unit of work.
+    /// </summary>
+    private IDisposable? BeginScope(string? operationName)
+    {
+        if (operationName is null)
+        {
+            return null;
+        }
+
+        try
+        {
+            return Logger.BeginScope(new OperationScope(operationName)) is { } scope ? new GuardedScope(scope) : null;
+        }
+        catch (Exception)
+        {
+            return null;
         }
     }
 

@@ -10,6 +10,9 @@ internal sealed class UnitOfWorkRun
 {
     public static readonly ResiliencePropertyKey<UnitOfWorkRun> Key = new("RowLock.UnitOfWorkRun");
 
+    /// <summary>The caller's name for this unit of work (<c>RunAsync("checkout", ...)</c>), or null: tags its metrics, logs and trace.</summary>
+    public string? OperationName { get; init; }
+
     /// <summary>Attempts that ran to an outcome (Polly reports each one).</summary>
     public int Attempts { get; set; }
 

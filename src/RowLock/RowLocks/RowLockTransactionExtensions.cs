@@ -136,13 +136,23 @@ public static class RowLockTransactionExtensions
     private static async Task<IReadOnlyList<T>> QueryLockedAsync<T>(NpgsqlConnection connection, NpgsqlTransaction transaction,
         string lockingSql, object? param, RowLockClause clause, CancellationToken cancellationToken)
     {
+        // rowlock.lock.wait.duration: the client-side time of the locking round trip(s), whatever the outcome.
+        var start = System.Diagnostics.Stopwatch.GetTimestamp();
         try
         {
-            return await QueryLockedCoreAsync<T>(connection, transaction, lockingSql, param, clause, cancellationToken).ConfigureAwait(false);
+            var rows = await QueryLockedCoreAsync<T>(connection, transaction, lockingSql, param, clause, cancellationToken).ConfigureAwait(false);
+            RowLockHistograms.RecordLockWait(start, "row", "acquired");
+            return rows;
         }
         catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.ReadOnlySqlTransaction)
         {
+            RowLockHistograms.RecordLockWait(start, "row", "error");
             throw ReadOnly.Exception(e);
+        }
+        catch (Exception e)
+        {
+            RowLockHistograms.RecordLockWait(start, "row", RowLockHistograms.FailureOutcome(e));
+            throw;
         }
     }
 
