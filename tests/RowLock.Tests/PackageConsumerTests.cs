@@ -1,5 +1,5 @@
-using System.Diagnostics;
 using RowLock.Tests.Infrastructure;
+using RowLock.TestServer;
 
 namespace RowLock.Tests;
 
@@ -83,42 +83,8 @@ public sealed class PackageConsumerTests(DatabaseFixture db) : IClassFixture<Dat
         }
     }
 
-    private static string RepositoryRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "RowLock.sln")))
-            {
-                return dir.FullName;
-            }
-        }
+    private static string RepositoryRoot() => DotnetCli.RepositoryRoot();
 
-        throw new InvalidOperationException("RowLock.sln not found above the test binaries.");
-    }
-
-    private static async Task<string> DotnetAsync(string workingDirectory, params string[] arguments)
-    {
-        var start = new ProcessStartInfo("dotnet")
-        {
-            WorkingDirectory = workingDirectory,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (var argument in arguments)
-        {
-            start.ArgumentList.Add(argument);
-        }
-
-        start.Environment["MSBUILDDISABLENODEREUSE"] = "1";
-        start.Environment["DOTNET_CLI_USE_MSBUILD_SERVER"] = "0";
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(5));
-        await process.WaitForExitAsync(timeout.Token);
-        var output = await stdout + await stderr;
-        Assert.True(process.ExitCode == 0, $"dotnet {string.Join(' ', arguments)} failed:\n{output}");
-        return output;
-    }
+    private static Task<string> DotnetAsync(string workingDirectory, params string[] arguments) =>
+        DotnetCli.RunAsync(workingDirectory, TimeSpan.FromMinutes(5), arguments);
 }
