@@ -37,6 +37,48 @@ internal static class SqlText
     }
 
     /// <summary>
+    /// Throws <see cref="ArgumentException"/> (named <paramref name="paramName"/>) unless <paramref name="sql"/> is one
+    /// statement that can run in a batch before the commit: no ';' (Npgsql would split it, and each batch command holds
+    /// one statement) and no transaction control, which would end the transaction before its COMMIT.
+    /// </summary>
+    public static void ValidateWrite(string sql, string paramName)
+    {
+        ArgumentNullException.ThrowIfNull(sql, paramName);
+        if (string.IsNullOrWhiteSpace(sql))
+        {
+            throw new ArgumentException("The SQL is empty. Pass one statement, e.g. an UPDATE.", paramName);
+        }
+
+        var tokens = SqlLexer.Tokenize(sql, paramName);
+        if (tokens.Count == 0)
+        {
+            throw new ArgumentException("The SQL holds no statement (only comments). Pass one statement, e.g. an UPDATE.", paramName);
+        }
+
+        foreach (var token in tokens)
+        {
+            if (token.Kind == SqlTokenKind.Semicolon)
+            {
+                throw new ArgumentException(
+                    "The SQL has a ';'. Pass one statement without a trailing ';'; for several writes, call the method once per statement.", paramName);
+            }
+        }
+
+        var first = tokens[0].Kind == SqlTokenKind.Word ? sql.AsSpan(tokens[0].Start, tokens[0].Length) : default;
+        foreach (var control in TransactionControl)
+        {
+            if (first.Equals(control, StringComparison.OrdinalIgnoreCase))
+            {
+                throw new ArgumentException(
+                    $"The SQL starts with {control.ToUpperInvariant()}, which controls the transaction. The write is sent just before COMMIT, which RowLock sends itself; pass a data-changing statement.", paramName);
+            }
+        }
+    }
+
+    /// <summary>Statements that begin, end or split a transaction (PREPARE TRANSACTION included: PREPARE is refused whole).</summary>
+    private static readonly string[] TransactionControl = ["begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release", "prepare"];
+
+    /// <summary>
     /// Throws <see cref="ArgumentException"/> when the session reads strings differently from <see cref="SqlLexer"/>:
     /// with standard_conforming_strings off, PostgreSQL and Npgsql take backslash escapes in '...' strings, so a \'
     /// the lexer reads as a backslash and the end of a string keeps the string going for them (and a ';' after it

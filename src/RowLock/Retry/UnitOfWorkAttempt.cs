@@ -13,7 +13,7 @@ namespace RowLock.Internal;
 /// checks it before COMMIT, so a work that ended the runner's transaction itself (a raw <c>COMMIT; BEGIN</c>) is caught
 /// before the runner commits a transaction it did not begin. That first round trip also finds a pooled connection the
 /// server has already closed (idle_session_timeout) before the work runs.</para>
-/// <para>The commit batch is <c>check; COMMIT</c> in one round trip. PostgreSQL executes them in order and skips the
+/// <para>The commit batch is <c>deferred writes; check; COMMIT</c> in one round trip (<see cref="CommitBatch"/>). PostgreSQL executes them in order and skips the
 /// rest of the batch after an error, so a server error reported for the check proves COMMIT never ran: an aborted
 /// transaction (25P02), a foreign transaction (the check divides by zero, 22012), or a session the server ended while
 /// the connection sat idle (FATAL, e.g. 57P01), which is a certain rollback and so retryable. Only a failure once the
@@ -22,10 +22,6 @@ namespace RowLock.Internal;
 internal static class UnitOfWorkAttempt
 {
     private const string MarkSql = "SELECT pg_catalog.set_config('rowlock.unit_of_work', $1, true)";
-
-    /// <summary>1 when the transaction carries this attempt's marker; otherwise 1/0 fails (22012), so COMMIT never runs.
-    /// <c>current_setting</c> is stable, not immutable, so the planner cannot fold the division into an error up front.</summary>
-    private const string CheckSql = "SELECT 1 / coalesce((pg_catalog.current_setting('rowlock.unit_of_work', true) = $1)::int, 0)";
 
     public static async Task<T> RunAsync<T>(
         NpgsqlDataSource dataSource,
@@ -57,6 +53,26 @@ internal static class UnitOfWorkAttempt
     {
         var connection = transaction.Connection ?? throw new InvalidOperationException("The runner's transaction has no connection.");
         var marker = Guid.NewGuid().ToString("N");
+        var writes = DeferredWrites.Begin(transaction);
+        try
+        {
+            return await RunMarkedAsync(connection, transaction, writes, marker, logger, work, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            DeferredWrites.End(transaction, writes);
+        }
+    }
+
+    private static async Task<T> RunMarkedAsync<T>(
+        NpgsqlConnection connection,
+        NpgsqlTransaction transaction,
+        DeferredWrites writes,
+        string marker,
+        ILogger logger,
+        Func<CancellationToken, Task<T>> work,
+        CancellationToken cancellationToken)
+    {
         try
         {
             await MarkAsync(connection, transaction, marker, cancellationToken).ConfigureAwait(false);
@@ -100,7 +116,7 @@ internal static class UnitOfWorkAttempt
                 "The work committed or rolled back the runner's transaction itself. The runner owns it: return from the work to commit, throw to roll back.");
         }
 
-        await CommitAsync(connection, transaction, marker, logger).ConfigureAwait(false);
+        await CommitAsync(connection, transaction, writes, marker, logger).ConfigureAwait(false);
         return result;
     }
 
@@ -153,48 +169,34 @@ internal static class UnitOfWorkAttempt
         }
     }
 
-    /// <summary>COMMIT is never cancelled half-way: that would make its outcome unknown on purpose.</summary>
-    private static async Task CommitAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string marker, ILogger logger)
+    /// <summary>The deferred writes, the check and COMMIT in one round trip (see <see cref="CommitBatch"/>).</summary>
+    private static async Task CommitAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, DeferredWrites writes, string marker, ILogger logger)
     {
-        var batch = new NpgsqlBatch(connection, transaction)
-        {
-            BatchCommands =
-            {
-                new NpgsqlBatchCommand(CheckSql) { Parameters = { new NpgsqlParameter { Value = marker } } },
-                new NpgsqlBatchCommand("COMMIT"),
-            },
-        };
+        writes.Seal();
+        var batch = new CommitBatch(connection, transaction, writes.Commands, marker);
         await using (batch.ConfigureAwait(false))
         {
-            var checkAnswered = false;
             try
             {
-                var reader = await batch.ExecuteReaderAsync(CancellationToken.None).ConfigureAwait(false);
-                await using (reader.ConfigureAwait(false))
-                {
-                    while (await reader.ReadAsync(CancellationToken.None).ConfigureAwait(false))
-                    {
-                    }
-
-                    checkAnswered = true;
-                    await reader.NextResultAsync(CancellationToken.None).ConfigureAwait(false);
-                }
+                await batch.ExecuteAsync().ConfigureAwait(false);
             }
-            catch (PostgresException e) when (!checkAnswered)
+            catch (PostgresException e) when (batch.FailedBeforeCommit())
             {
-                // The server refused the check, so it skipped COMMIT (or ended the session first): rolled back for certain.
+                // A deferred write or the check failed, so the server skipped COMMIT (or ended the session first): rolled
+                // back for certain. A deferred write's 40001 or 40P01 is retried like any other; a session-ending error is
+                // a retryable connection loss; anything else propagates as it is.
                 await RollBackQuietlyAsync(transaction).ConfigureAwait(false);
                 if (e.SqlState == PostgresErrorCodes.InFailedSqlTransaction)
                 {
                     throw SwallowedError(e);
                 }
 
-                if (e.SqlState == PostgresErrorCodes.DivisionByZero)
+                if (batch.CheckFailed() && e.SqlState == PostgresErrorCodes.DivisionByZero)
                 {
                     throw ForeignTransaction(e);
                 }
 
-                throw; // a session-ending error is a retryable connection loss; anything else propagates as it is
+                throw;
             }
             catch (PostgresException e) when (!RowLockPredicates.IsConnectionLoss(e))
             {

@@ -1,0 +1,94 @@
+using Npgsql;
+using RowLock.Internal;
+
+namespace RowLock;
+
+/// <summary>
+/// Final writes that travel with COMMIT: the row stays locked for one round trip less. A hand-written
+/// read-modify-write holds its row lock across three round trips (lock, update, commit); sending the update in the
+/// same round trip as COMMIT shortens the time every other worker waits for that row.
+/// </summary>
+/// <remarks>
+/// Use them for writes whose results the work does not need (row counts, RETURNING values): they run after the work has
+/// returned. Errors in them are the transaction's errors: a serialization failure or deadlock in a deferred write is
+/// retried by the runner like any other, and COMMIT is never sent after a write that failed.
+/// </remarks>
+public static class FinalWriteTransactionExtensions
+{
+    /// <summary>
+    /// Hands a write to the <see cref="TransactionRunner"/> running this unit of work: the runner sends it, after
+    /// everything the work sent and after the writes deferred before it, in one round trip with its commit check and
+    /// COMMIT. Nothing is sent now.
+    /// </summary>
+    /// <param name="transaction">The transaction the runner gave the work.</param>
+    /// <param name="sql">One statement (e.g. an UPDATE), without a trailing ';' and without transaction control. Use Dapper parameters (<c>@id</c>) for values.</param>
+    /// <param name="param">Dapper parameters, or null. Read now: changing the object afterwards changes nothing. A list of
+    /// parameter objects defers the statement once per element, as Dapper's <c>Execute</c> runs it once per element.</param>
+    /// <exception cref="ArgumentException">The SQL is empty, holds more than one statement, or controls the transaction
+    /// (BEGIN, COMMIT, ROLLBACK, SAVEPOINT, ...). Nothing was queued.</exception>
+    /// <exception cref="InvalidOperationException">The transaction is not one a <see cref="TransactionRunner"/> is running a
+    /// unit of work on (commit it yourself with <see cref="ExecuteAndCommitAsync"/>), or the work has already returned.</exception>
+    public static void DeferUntilCommit(this NpgsqlTransaction transaction, string sql, object? param = null)
+    {
+        ArgumentNullException.ThrowIfNull(transaction);
+        SqlText.ValidateWrite(sql, nameof(sql));
+        var writes = DeferredWrites.For(transaction) ?? throw new InvalidOperationException(
+            "DeferUntilCommit works on the transaction a TransactionRunner gives its unit of work: the runner sends deferred writes with its COMMIT. "
+            + "On a transaction you commit yourself, send the last write with ExecuteAndCommitAsync.");
+        var connection = TransactionGuard.RequireActive(transaction, nameof(transaction));
+        SqlText.ValidateForSession(sql, nameof(sql), connection);
+        writes.Add(sql, param);
+    }
+
+    /// <summary>
+    /// Sends one last write and COMMIT in one round trip, on a transaction the caller owns: the plain-helper form of
+    /// <see cref="DeferUntilCommit"/>. When it returns, the transaction is committed (do not call <c>CommitAsync</c> after it).
+    /// </summary>
+    /// <param name="transaction">An open transaction the caller began and would otherwise commit.</param>
+    /// <param name="sql">One statement (e.g. an UPDATE), without a trailing ';' and without transaction control. Use Dapper parameters (<c>@id</c>) for values.</param>
+    /// <param name="param">Dapper parameters, or null.</param>
+    /// <param name="cancellationToken">Observed before anything is sent. Once the write and COMMIT are sent they are not
+    /// cancelled: a cancelled COMMIT would leave its outcome unknown on purpose.</param>
+    /// <returns>The number of rows the write affected (from a list of parameter objects: the sum).</returns>
+    /// <exception cref="ArgumentException">The SQL is empty, holds more than one statement, or controls the transaction. Nothing was sent.</exception>
+    /// <exception cref="InvalidOperationException">The transaction is completed, or is a <see cref="TransactionRunner"/>'s (the runner commits it;
+    /// use <see cref="DeferUntilCommit"/>). Nothing was sent.</exception>
+    /// <exception cref="PostgresException">The write or COMMIT failed (e.g. 40001, 23505): nothing was committed. After a failed write
+    /// PostgreSQL did not run COMMIT and the transaction is aborted: roll it back (disposing it does).</exception>
+    /// <exception cref="CommitOutcomeUnknownException">The connection was lost with the round trip in flight: the transaction may or may not have committed.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled before anything was sent.</exception>
+    public static async Task<int> ExecuteAndCommitAsync(this NpgsqlTransaction transaction, string sql, object? param = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(transaction);
+        SqlText.ValidateWrite(sql, nameof(sql));
+        var connection = TransactionGuard.RequireActive(transaction, nameof(transaction));
+        if (DeferredWrites.For(transaction) is not null)
+        {
+            throw new InvalidOperationException(
+                "This transaction belongs to a TransactionRunner, which commits it when the work returns. Hand the write to the runner with DeferUntilCommit.");
+        }
+
+        SqlText.ValidateForSession(sql, nameof(sql), connection);
+        var commands = new List<NpgsqlBatchCommand>();
+        DapperBatchCommands.Record(commands, sql, param);
+        cancellationToken.ThrowIfCancellationRequested();
+        var batch = new CommitBatch(connection, transaction, commands, marker: null);
+        await using (batch.ConfigureAwait(false))
+        {
+            try
+            {
+                return await batch.ExecuteAsync().ConfigureAwait(false);
+            }
+            catch (PostgresException e) when (batch.FailedBeforeCommit() || !RowLockPredicates.IsConnectionLoss(e))
+            {
+                // The write failed (COMMIT was skipped) or COMMIT failed: nothing was committed.
+                throw;
+            }
+            catch (Exception e) when (e is NpgsqlException or IOException)
+            {
+                throw new CommitOutcomeUnknownException(e);
+            }
+        }
+    }
+}

@@ -1,0 +1,84 @@
+using Npgsql;
+
+namespace RowLock.Internal;
+
+/// <summary>
+/// The commit round trip: the deferred writes, the runner's check (when there is one) and COMMIT, in one batch.
+/// PostgreSQL runs them in order and skips the rest of the batch after an error, so a server error reported for any
+/// statement before COMMIT proves COMMIT never ran: the transaction is rolled back for certain. Which statement failed is
+/// told by which ones completed (Npgsql sets a batch command's <see cref="NpgsqlBatchCommand.StatementType"/> when its
+/// CommandComplete arrives): <see cref="NpgsqlException.BatchCommand"/> would say it directly, but only when the
+/// connection string sets Include Failed Batched Command.
+/// </summary>
+internal sealed class CommitBatch : IAsyncDisposable
+{
+    /// <summary>1 when the transaction carries this attempt's marker; otherwise 1/0 fails (22012), so COMMIT never runs.
+    /// <c>current_setting</c> is stable, not immutable, so the planner cannot fold the division into an error up front.</summary>
+    private const string CheckSql = "SELECT 1 / coalesce((pg_catalog.current_setting('rowlock.unit_of_work', true) = $1)::int, 0)";
+
+    private readonly NpgsqlBatch _batch;
+    private readonly IReadOnlyList<NpgsqlBatchCommand> _writes;
+    private readonly NpgsqlBatchCommand? _check;
+    private readonly NpgsqlBatchCommand _commit = new("COMMIT");
+
+    public CommitBatch(NpgsqlConnection connection, NpgsqlTransaction transaction, IReadOnlyList<NpgsqlBatchCommand> writes, string? marker)
+    {
+        _batch = new NpgsqlBatch(connection, transaction);
+        _writes = writes;
+        foreach (var write in writes)
+        {
+            _batch.BatchCommands.Add(write);
+        }
+
+        if (marker is not null)
+        {
+            _check = new NpgsqlBatchCommand(CheckSql) { Parameters = { new NpgsqlParameter { Value = marker } } };
+            _batch.BatchCommands.Add(_check);
+        }
+
+        _batch.BatchCommands.Add(_commit);
+    }
+
+    /// <summary>Sends the batch and reads every result. COMMIT is never cancelled half-way: that would make its outcome unknown on purpose.</summary>
+    /// <returns>The rows the deferred writes affected, summed.</returns>
+    public async Task<int> ExecuteAsync()
+    {
+        var reader = await _batch.ExecuteReaderAsync(CancellationToken.None).ConfigureAwait(false);
+        await using (reader.ConfigureAwait(false))
+        {
+            do
+            {
+                while (await reader.ReadAsync(CancellationToken.None).ConfigureAwait(false))
+                {
+                }
+            }
+            while (await reader.NextResultAsync(CancellationToken.None).ConfigureAwait(false));
+        }
+
+        var rows = 0;
+        foreach (var write in _writes)
+        {
+            rows += Math.Max(0, write.RecordsAffected);
+        }
+
+        return rows;
+    }
+
+    /// <summary>
+    /// After a server error: did it come before the statement ahead of COMMIT completed? Then COMMIT never ran (a server
+    /// error ends the batch: nothing after the failed statement runs) and the transaction is rolled back for certain.
+    /// </summary>
+    public bool FailedBeforeCommit()
+    {
+        var commands = _batch.BatchCommands;
+        return commands.Count == 1 || !Completed(commands[^2]);
+    }
+
+    /// <summary>After a server error: did the runner's check fail (every deferred write completed, the check did not)?
+    /// With 22012, the transaction is not the one the runner began.</summary>
+    public bool CheckFailed() => _check is not null && !Completed(_check) && _writes.All(Completed);
+
+    private static bool Completed(NpgsqlBatchCommand command) => command.StatementType != StatementType.Unknown;
+
+    public ValueTask DisposeAsync() => _batch.DisposeAsync();
+}
