@@ -6,7 +6,7 @@ using Npgsql;
 
 namespace RowLock.Benchmarks;
 
-/// <summary>2: one hot row under 1, 4 and 16 workers, five ways.</summary>
+/// <summary>2: one hot row under 1, 4, 16 and 32 workers, seven ways.</summary>
 internal static class HotRowBenchmark
 {
     private sealed record Variant(string Key, string Name, Func<NpgsqlDataSource, Func<int, Task<int>>> Make, Func<long>? Wasted = null);
@@ -53,6 +53,23 @@ internal static class HotRowBenchmark
                 });
                 return 0;
             }, () => Interlocked.Read(ref runnerRetries)),
+            new("f", "(f) RowLock ForUpdate via TransactionRunner, update deferred to COMMIT", ds => async _ =>
+            {
+                await rc.RunAsync(async (tx, ct) =>
+                {
+                    var rows = await tx.LockRowsAsync<long>("SELECT v FROM bench_hot WHERE id = 1", null, RowLockClause.ForUpdate, ct);
+                    tx.DeferUntilCommit("UPDATE bench_hot SET v = @v WHERE id = 1", new { v = rows[0] + 1 });
+                });
+                return 0;
+            }, () => Interlocked.Read(ref runnerRetries)),
+            new("g", "(g) RowLock LockRowsAsync + ExecuteAndCommitAsync, no runner", ds => async _ =>
+            {
+                await using var connection = await ds.OpenConnectionAsync();
+                await using var tx = await connection.BeginTransactionAsync();
+                var rows = await tx.LockRowsAsync<long>("SELECT v FROM bench_hot WHERE id = 1", null, RowLockClause.ForUpdate);
+                await tx.ExecuteAndCommitAsync("UPDATE bench_hot SET v = @v WHERE id = 1", new { v = rows[0] + 1 });
+                return 0;
+            }),
         };
 
         var table = new StringBuilder();
@@ -61,7 +78,7 @@ internal static class HotRowBenchmark
         table.AppendLine("| workers | variant | committed/s | errors surfaced | wasted attempts | final value exact |");
         table.AppendLine("|---:|---|---:|---:|---:|---|");
         var ratios = new StringBuilder();
-        foreach (var workers in new[] { 1, 4, 16 })
+        foreach (var workers in new[] { 1, 4, 16, 32 })
         {
             var perSecond = variants.ToDictionary(v => v.Key, _ => new List<double>());
             var last = new Dictionary<string, (Bench.LoopResult Result, bool Exact, long Wasted)>();
@@ -89,12 +106,12 @@ internal static class HotRowBenchmark
 
             double M(string k) => Bench.Median(perSecond[k]);
             ratios.AppendLine(CultureInfo.InvariantCulture,
-                $"| {workers} | {M("c") / M("a"):F2} | {M("c") / M("b"):F2} | {M("c") / M("d"):F2} | {M("e") / M("d"):F2} |");
+                $"| {workers} | {M("c") / M("a"):F2} | {M("c") / M("b"):F2} | {M("c") / M("d"):F2} | {M("e") / M("d"):F2} | {M("f") / M("b"):F2} | {M("f") / M("a"):F2} | {M("g") / M("b"):F2} |");
         }
 
         table.AppendLine();
-        table.AppendLine("| workers | (c)/(a) | (c)/(b) | (c)/(d) | (e)/(d) |");
-        table.AppendLine("|---:|---:|---:|---:|---:|");
+        table.AppendLine("| workers | (c)/(a) | (c)/(b) | (c)/(d) | (e)/(d) | (f)/(b) | (f)/(a) | (g)/(b) |");
+        table.AppendLine("|---:|---:|---:|---:|---:|---:|---:|---:|");
         table.Append(ratios);
         table.AppendLine();
         table.Append(await PgbenchAsync(context, duration));
@@ -164,7 +181,7 @@ internal static class HotRowBenchmark
         await File.WriteAllTextAsync(script, "UPDATE bench_hot SET v = v + 1 WHERE id = 1;\n");
         var builder = new NpgsqlConnectionStringBuilder(context.ConnectionString);
         var text = new StringBuilder("pgbench, same statement as (a), same server, same run:\n\n| workers | pgbench tps | RowLock (c) is measured above |\n|---:|---:|---|\n");
-        foreach (var workers in new[] { 1, 4, 16 })
+        foreach (var workers in new[] { 1, 4, 16, 32 })
         {
             var start = new ProcessStartInfo(pgbench) { RedirectStandardOutput = true, RedirectStandardError = true };
             foreach (var a in new[] { "-n", "-f", script, "-c", workers.ToString(CultureInfo.InvariantCulture), "-j", Math.Min(workers, 2).ToString(CultureInfo.InvariantCulture),

@@ -26,11 +26,100 @@ internal static class QueueBenchmark
                 $"| {batch} | {jobs:N0} | {claimRate:N0} | {plainRate:N0} | {claimRate / plainRate:F2} | {(claimOnce ? "yes" : "NO")} / {(plainOnce ? "yes" : "NO")} |");
         }
 
+        table.AppendLine();
+        table.Append(await FifoAsync(context));
+
         await FillAsync(context, 1_000);
         var claimBytes = await Bench.BytesPerOpAsync(200, async () => await ClaimAsync(context.DataSource, 1));
         table.AppendLine();
         table.AppendLine(CultureInfo.InvariantCulture, $"Allocations per claim-and-complete of one job (RowLock, one worker): {claimBytes:N0} bytes.");
         return table.ToString();
+    }
+
+    /// <summary>
+    /// FIFO consumption at 16 workers, one job per transaction, oldest first: the final "mark done" travelling with
+    /// COMMIT saves a round trip per job against the hand-written claim, update, commit.
+    /// </summary>
+    private static async Task<string> FifoAsync(BenchContext context)
+    {
+        const int fifoWorkers = 16;
+        var jobs = context.Quick ? 4_000 : 20_000;
+        var repeats = context.Quick ? 1 : 3;
+        var runner = new TransactionRunner(context.DataSource);
+        var sides = new (string Name, Func<NpgsqlDataSource, int, Task<int>> Claim)[]
+        {
+            ("(b) hand-written SKIP LOCKED: claim, update, commit", HandClaimAsync),
+            ("(c) RowLock ClaimRowsAsync: claim, update, commit", ClaimAsync),
+            ("(f) RowLock TransactionRunner, completion deferred to COMMIT", (ds, batch) => runner.RunAsync(async (tx, ct) =>
+            {
+                var ids = await tx.ClaimRowsAsync<long>("SELECT id FROM bench_jobs WHERE NOT done ORDER BY id", null, batch, ct);
+                if (ids.Count > 0)
+                {
+                    tx.DeferUntilCommit("UPDATE bench_jobs SET done = true, claims = claims + 1 WHERE id = ANY(@ids)", new { ids = ids.ToArray() });
+                }
+
+                return ids.Count;
+            })),
+            ("(g) RowLock ClaimRowsAsync + ExecuteAndCommitAsync", async (ds, batch) =>
+            {
+                await using var connection = await ds.OpenConnectionAsync();
+                await using var tx = await connection.BeginTransactionAsync();
+                var ids = await tx.ClaimRowsAsync<long>("SELECT id FROM bench_jobs WHERE NOT done ORDER BY id", null, batch);
+                if (ids.Count == 0)
+                {
+                    await tx.CommitAsync();
+                    return 0;
+                }
+
+                await tx.ExecuteAndCommitAsync("UPDATE bench_jobs SET done = true, claims = claims + 1 WHERE id = ANY(@ids)", new { ids = ids.ToArray() });
+                return ids.Count;
+            }),
+        };
+
+        var rates = sides.Select(_ => new List<double>()).ToArray();
+        var once = sides.Select(_ => true).ToArray();
+        for (var r = 0; r < repeats; r++)
+        {
+            for (var i = 0; i < sides.Length; i++)
+            {
+                var s = (i + r) % sides.Length;
+                var (rate, exactlyOnce) = await DrainAsync(context, jobs, 1, sides[s].Claim, fifoWorkers);
+                rates[s].Add(rate);
+                once[s] &= exactlyOnce;
+            }
+        }
+
+        var text = new StringBuilder();
+        text.AppendLine(CultureInfo.InvariantCulture, $"FIFO consumption: {fifoWorkers} workers, one job per transaction, oldest first, {jobs:N0} jobs, {repeats} alternating repeat(s), median jobs/s.");
+        text.AppendLine();
+        text.AppendLine("| side | jobs/s | ratio to (b) | each job exactly once |");
+        text.AppendLine("|---|---:|---:|---|");
+        var baseline = Bench.Median(rates[0]);
+        for (var s = 0; s < sides.Length; s++)
+        {
+            var median = Bench.Median(rates[s]);
+            text.AppendLine(CultureInfo.InvariantCulture, $"| {sides[s].Name} | {median:N0} | {median / baseline:F2} | {(once[s] ? "yes" : "NO")} |");
+        }
+
+        return text.ToString();
+    }
+
+    private static async Task<int> HandClaimAsync(NpgsqlDataSource dataSource, int batch)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync();
+        await using var tx = await connection.BeginTransactionAsync();
+        await using var select = new NpgsqlCommand($"SELECT id FROM bench_jobs WHERE NOT done ORDER BY id LIMIT {batch} FOR UPDATE SKIP LOCKED", connection, tx);
+        var ids = new List<long>();
+        await using (var reader = await select.ExecuteReaderAsync())
+        {
+            while (await reader.ReadAsync())
+            {
+                ids.Add(reader.GetInt64(0));
+            }
+        }
+
+        await CompleteAsync(connection, tx, ids);
+        return ids.Count;
     }
 
     private static async Task FillAsync(BenchContext context, int jobs)
@@ -39,11 +128,11 @@ internal static class QueueBenchmark
         await context.ExecuteAsync("VACUUM ANALYZE bench_jobs");
     }
 
-    private static async Task<(double Rate, bool ExactlyOnce)> DrainAsync(BenchContext context, int jobs, int batch, Func<NpgsqlDataSource, int, Task<int>> claim)
+    private static async Task<(double Rate, bool ExactlyOnce)> DrainAsync(BenchContext context, int jobs, int batch, Func<NpgsqlDataSource, int, Task<int>> claim, int workers = Workers)
     {
         await FillAsync(context, jobs);
         var clock = Stopwatch.StartNew();
-        await Task.WhenAll(Enumerable.Range(0, Workers).Select(_ => Task.Run(async () =>
+        await Task.WhenAll(Enumerable.Range(0, workers).Select(_ => Task.Run(async () =>
         {
             while (await claim(context.DataSource, batch) > 0 || await context.ScalarAsync<bool>("SELECT EXISTS (SELECT 1 FROM bench_jobs WHERE NOT done)"))
             {

@@ -40,6 +40,8 @@ public class HotRecord : Scenario
 
     // RowLock: lock the row FOR UPDATE before reading it. The second worker waits for the first to commit and then
     // reads the new total, so no increment is lost and no 40001 can happen. The runner retries anything left.
+    // The update is deferred to COMMIT: it travels in the commit round trip, so the row stays locked one round trip
+    // less and the next worker gets it sooner.
     protected override async Task<SideResult> RunRowLockAsync(NpgsqlDataSource dataSource, LabOptions options, CancellationToken cancellationToken)
     {
         var retries = new StrongBox<int>();
@@ -52,7 +54,7 @@ public class HotRecord : Scenario
                 await errors.RunAsync(() => runner.RunAsync(async (tx, ct) =>
                 {
                     var rows = await tx.LockRowsAsync<int>("SELECT total FROM hot_record WHERE id = @id", new { id = 1 }, RowLockClause.ForUpdate, ct);
-                    await tx.Connection!.ExecuteAsync("UPDATE hot_record SET total = @total WHERE id = 1", new { total = rows[0] + 1 }, tx);
+                    tx.DeferUntilCommit("UPDATE hot_record SET total = @total WHERE id = 1", new { total = rows[0] + 1 });
                 }, cancellationToken));
             }
 
