@@ -143,7 +143,7 @@ public sealed class TransactionRunnerWithoutServerTests : IAsyncDisposable
             clock.Fake.Advance(delay);
         }
 
-        var error = await Assert.ThrowsAsync<RetryLimitExceededException>(() => run);
+        var error = await Assert.ThrowsAsync<RetryLimitExceededException>(() => run.WaitAsync(TimeSpan.FromSeconds(30)));
         Assert.Equal(5, error.Attempts);
         Assert.Equal(TimeSpan.FromSeconds(12), clock.Fake.GetUtcNow() - started);
     }
