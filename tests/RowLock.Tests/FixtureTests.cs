@@ -15,18 +15,30 @@ public sealed class FixtureTests(DatabaseFixture db) : IClassFixture<DatabaseFix
     }
 
     [Fact]
+    public void Test_table_names_are_unique_and_need_no_quoting()
+    {
+        var names = Enumerable.Range(0, 100).Select(_ => TestTables.Unique("stock")).ToList();
+        Assert.Equal(100, names.Distinct().Count());
+        Assert.All(names, n => Assert.Matches("^stock_[0-9a-f]{8}$", n));
+        Assert.Throws<ArgumentException>(() => TestTables.Unique("Stock"));
+        Assert.Throws<ArgumentException>(() => TestTables.Unique("stock\"; DROP TABLE x; --"));
+        Assert.Throws<ArgumentException>(() => TestTables.Unique(""));
+    }
+
+    [Fact]
     public async Task Two_connections_really_contend_for_a_row()
     {
-        await db.ExecuteAsync("CREATE TABLE contended (id int PRIMARY KEY, v int); INSERT INTO contended VALUES (1, 0);");
+        var contended = TestTables.Unique("contended");
+        await db.ExecuteAsync($"CREATE TABLE {contended} (id int PRIMARY KEY, v int); INSERT INTO {contended} VALUES (1, 0);");
 
         await using var holder = await db.DataSource.OpenConnectionAsync();
         await using var holderTx = await holder.BeginTransactionAsync();
-        await holder.ExecuteAsync("SELECT * FROM contended WHERE id = 1 FOR UPDATE", transaction: holderTx);
+        await holder.ExecuteAsync($"SELECT * FROM {contended} WHERE id = 1 FOR UPDATE", transaction: holderTx);
 
         await using var other = await db.DataSource.OpenConnectionAsync();
         await using var otherTx = await other.BeginTransactionAsync();
         var error = await Assert.ThrowsAsync<PostgresException>(() =>
-            other.ExecuteAsync("SELECT * FROM contended WHERE id = 1 FOR UPDATE NOWAIT", transaction: otherTx));
+            other.ExecuteAsync($"SELECT * FROM {contended} WHERE id = 1 FOR UPDATE NOWAIT", transaction: otherTx));
         Assert.Equal(PostgresErrorCodes.LockNotAvailable, error.SqlState);
     }
 

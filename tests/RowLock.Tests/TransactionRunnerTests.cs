@@ -1,147 +1,25 @@
-using System.ComponentModel.DataAnnotations;
-using System.Data;
-using System.Diagnostics.Metrics;
 using Dapper;
-using Microsoft.Extensions.Logging;
 using Npgsql;
 using Polly;
 using RowLock.Tests.Infrastructure;
 
 namespace RowLock.Tests;
 
-/// <summary>The unit-of-work runner on a real server: real deadlocks, real serialization failures, real killed backends.</summary>
+/// <summary>
+/// The unit-of-work runner on a real server, direct connections: exhaustion, what is not retried, killed backends,
+/// cancellation, refusals. Racing workers (deadlocks, serialization failures, lock helpers inside units of work) are
+/// the runner contract (TransactionRunnerContract), run on every endpoint; what needs no server is in
+/// TransactionRunnerWithoutServerTests.
+/// </summary>
 public sealed class TransactionRunnerTests(DatabaseFixture db) : IClassFixture<DatabaseFixture>
 {
     private const string RaiseSerializationFailure = "DO $$ BEGIN RAISE EXCEPTION 'simulated conflict' USING ERRCODE = 'serialization_failure'; END $$";
 
-    private TransactionRunner Runner(Action<TransactionRunnerOptions>? configure = null, ILogger<TransactionRunner>? logger = null, NpgsqlDataSource? dataSource = null)
+    private TransactionRunner Runner(Action<TransactionRunnerOptions>? configure = null, NpgsqlDataSource? dataSource = null)
     {
         var options = new TransactionRunnerOptions();
         configure?.Invoke(options);
-        return new TransactionRunner(dataSource ?? db.DataSource, options, logger);
-    }
-
-    [Fact]
-    public async Task Opposite_order_transfers_deadlock_and_the_loser_is_rerun_whole()
-    {
-        var table = "accounts_" + Guid.NewGuid().ToString("N")[..8];
-        await db.ExecuteAsync($"CREATE TABLE {table} (id int PRIMARY KEY, balance int NOT NULL); INSERT INTO {table} VALUES (1, 100), (2, 100);");
-        var retries = 0;
-        var runner = Runner(o => o.Retry.OnRetry = _ =>
-        {
-            Interlocked.Increment(ref retries);
-            return default;
-        });
-        var bothHoldOne = new AsyncBarrier(2);
-
-        await Workers.RaceAsync(2, async worker =>
-        {
-            var (from, to) = worker == 0 ? (1, 2) : (2, 1);
-            var attempt = 0;
-            await runner.RunAsync(async (tx, ct) =>
-            {
-                attempt++;
-                var connection = tx.Connection!;
-                await connection.ExecuteAsync(new CommandDefinition($"UPDATE {table} SET balance = balance - 10 WHERE id = @from", new { from }, tx, cancellationToken: ct));
-                if (attempt == 1)
-                {
-                    await bothHoldOne.SignalAndWaitAsync(ct); // each holds one account: the next update closes the cycle
-                }
-
-                await connection.ExecuteAsync(new CommandDefinition($"UPDATE {table} SET balance = balance + 10 WHERE id = @to", new { to }, tx, cancellationToken: ct));
-            });
-        });
-
-        Assert.Equal(1, retries);
-        Assert.Equal([100, 100], await (await db.DataSource.OpenConnectionAsync()).QueryAsync<int>($"SELECT balance FROM {table} ORDER BY id"));
-    }
-
-    [Fact]
-    public async Task Repeatable_read_increments_through_the_runner_are_exact_and_retries_are_counted()
-    {
-        var table = await db.CreateHotRowTableAsync("counter");
-        var retries = 0;
-        var logger = new ListLogger<TransactionRunner>();
-        var runner = Runner(o =>
-        {
-            o.IsolationLevel = IsolationLevel.RepeatableRead;
-            o.Retry.MaxRetryAttempts = 50;
-            o.Retry.OnRetry = _ =>
-            {
-                Interlocked.Increment(ref retries);
-                return default;
-            };
-        }, logger);
-
-        using var meter = new MeterListener();
-        var counted = 0L;
-        meter.InstrumentPublished = (instrument, listener) =>
-        {
-            if (instrument.Meter.Name == RowLockTelemetry.MeterName && instrument.Name == "rowlock.unit_of_work.retries")
-            {
-                listener.EnableMeasurementEvents(instrument);
-            }
-        };
-        meter.SetMeasurementEventCallback<long>((_, value, tags, _) =>
-        {
-            foreach (var tag in tags)
-            {
-                if (tag is { Key: "db.response.status_code", Value: PostgresErrorCodes.SerializationFailure })
-                {
-                    Interlocked.Add(ref counted, value);
-                }
-            }
-        });
-        meter.Start();
-
-        await Workers.RaceAsync(8, async _ =>
-        {
-            for (var i = 0; i < 25; i++)
-            {
-                await runner.RunAsync(async (tx, ct) =>
-                {
-                    var v = await tx.Connection!.QuerySingleAsync<int>(new CommandDefinition($"SELECT v FROM {table} WHERE id = 1", transaction: tx, cancellationToken: ct));
-                    await tx.Connection!.ExecuteAsync(new CommandDefinition($"UPDATE {table} SET v = @v WHERE id = 1", new { v = v + 1 }, tx, cancellationToken: ct));
-                });
-            }
-        });
-
-        Assert.Equal(200, await db.ScalarAsync<int>($"SELECT v FROM {table}"));
-        Assert.True(retries > 0, "eight workers on one row under REPEATABLE READ must conflict");
-        Assert.True(Interlocked.Read(ref counted) >= retries);
-        Assert.Contains(logger.Entries, e => e.Level == LogLevel.Information && e.Message.Contains("failed with 40001; retrying in", StringComparison.Ordinal)); // Warning with a stack trace in 0.1.0
-        Assert.DoesNotContain(logger.Entries, e => e.Level >= LogLevel.Warning);
-    }
-
-    [Fact]
-    public async Task Without_retry_the_same_repeatable_read_race_surfaces_40001()
-    {
-        var table = await db.CreateHotRowTableAsync("counter");
-        var runner = Runner(o =>
-        {
-            o.IsolationLevel = IsolationLevel.RepeatableRead;
-            o.Retry.ShouldHandle = _ => ValueTask.FromResult(false);
-        });
-        var bothRead = new AsyncBarrier(2);
-        var errors = await Workers.RaceAsync(2, async _ =>
-        {
-            try
-            {
-                await runner.RunAsync(async (tx, ct) =>
-                {
-                    var v = await tx.Connection!.QuerySingleAsync<int>($"SELECT v FROM {table} WHERE id = 1", transaction: tx);
-                    await bothRead.SignalAndWaitAsync(ct);
-                    await tx.Connection!.ExecuteAsync($"UPDATE {table} SET v = @v WHERE id = 1", new { v = v + 1 }, tx);
-                });
-                return null;
-            }
-            catch (PostgresException e)
-            {
-                return e.SqlState;
-            }
-        });
-
-        Assert.Contains(PostgresErrorCodes.SerializationFailure, errors);
+        return new TransactionRunner(dataSource ?? db.DataSource, options);
     }
 
     [Fact]
@@ -190,7 +68,7 @@ public sealed class TransactionRunnerTests(DatabaseFixture db) : IClassFixture<D
     [Fact]
     public async Task A_non_retryable_error_reaches_the_caller_unchanged_after_one_run()
     {
-        var table = "uniq_" + Guid.NewGuid().ToString("N")[..8];
+        var table = TestTables.Unique("uniq");
         await db.ExecuteAsync($"CREATE TABLE {table} (id int PRIMARY KEY); INSERT INTO {table} VALUES (1);");
         var runs = 0;
         var error = await Assert.ThrowsAsync<PostgresException>(() => Runner().RunAsync(async (tx, ct) =>
@@ -220,7 +98,7 @@ public sealed class TransactionRunnerTests(DatabaseFixture db) : IClassFixture<D
     [Fact]
     public async Task A_backend_killed_during_work_is_rerun_on_a_new_connection_without_partial_writes()
     {
-        var table = "killed_" + Guid.NewGuid().ToString("N")[..8];
+        var table = TestTables.Unique("killed");
         await db.ExecuteAsync($"CREATE TABLE {table} (attempt int NOT NULL, backend int NOT NULL)");
         var attempt = 0;
         var backends = new List<int>();
@@ -247,19 +125,29 @@ public sealed class TransactionRunnerTests(DatabaseFixture db) : IClassFixture<D
     [Fact]
     public async Task Cancelling_during_a_backoff_delay_throws_operation_canceled_at_once()
     {
+        var clock = new ObservedFakeClock();
+        var started = clock.Fake.GetUtcNow();
         var runs = 0;
         var runner = Runner(o =>
         {
+            o.TimeProvider = clock;
             o.Retry.Delay = TimeSpan.FromMinutes(1);
             o.Retry.MaxDelay = TimeSpan.FromMinutes(1);
         });
-        using var cancel = new CancellationTokenSource(TimeSpan.FromMilliseconds(300));
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => runner.RunAsync(async (tx, ct) =>
+        using var cancel = new CancellationTokenSource();
+        var run = runner.RunAsync(async (tx, ct) =>
         {
             runs++;
             await tx.Connection!.ExecuteAsync(new CommandDefinition(RaiseSerializationFailure, transaction: tx, cancellationToken: ct));
-        }, cancel.Token));
+        }, cancel.Token);
+
+        // The first run failed with 40001 and the runner is waiting out its backoff on the fake clock, which never moves.
+        await clock.NextTimerAsync();
+        await cancel.CancelAsync();
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => run.WaitAsync(TimeSpan.FromSeconds(30))); // a TimeoutException fails it
         Assert.Equal(1, runs);
+        Assert.Equal(started, clock.Fake.GetUtcNow());
     }
 
     [Fact]
@@ -322,21 +210,6 @@ public sealed class TransactionRunnerTests(DatabaseFixture db) : IClassFixture<D
     {
         var error = await Assert.ThrowsAsync<InvalidOperationException>(() => Runner().RunAsync((tx, ct) => tx.CommitAsync(ct)));
         Assert.StartsWith("The work committed or rolled back the runner's transaction itself.", error.Message, StringComparison.Ordinal);
-    }
-
-    [Fact]
-    public async Task A_null_work_delegate_is_an_argument_error()
-    {
-        await Assert.ThrowsAsync<ArgumentNullException>(() => Runner().RunAsync(null!));
-        await Assert.ThrowsAsync<ArgumentNullException>(() => Runner().RunAsync<int>(null!));
-        Assert.Throws<ArgumentNullException>(() => new TransactionRunner(null!));
-    }
-
-    [Fact]
-    public void Out_of_range_retry_options_fail_with_pollys_validation_message()
-    {
-        var error = Assert.Throws<ValidationException>(() => Runner(o => o.Retry.MaxRetryAttempts = 0));
-        Assert.Contains("The field MaxRetryAttempts must be between 1 and 2147483647.", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -35,9 +35,18 @@ public sealed class DatabaseFixture : IAsyncLifetime
     /// <summary>Creates a uniquely named table <c>(id int PRIMARY KEY, v int NOT NULL)</c> holding the row (1, 0): one hot row.</summary>
     public async Task<string> CreateHotRowTableAsync(string prefix)
     {
-        var table = prefix + "_" + Guid.NewGuid().ToString("N")[..8];
+        var table = TestTables.Unique(prefix);
         await ExecuteAsync($"CREATE TABLE {table} (id int PRIMARY KEY, v int NOT NULL); INSERT INTO {table} VALUES (1, 0);");
         return table;
+    }
+
+    /// <summary>How many sessions hold <paramref name="key"/> now (granted rows in pg_locks, any database).</summary>
+    public Task<long> AdvisoryHoldersAsync(AdvisoryLockKey key)
+    {
+        var (classId, objId, objSubId) = key.PgLocksCoordinates;
+        return ScalarAsync<long>(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = @c::bigint::oid AND objid = @o::bigint::oid AND objsubid = @s",
+            new { c = (long)classId, o = (long)objId, s = (short)objSubId });
     }
 
     public async Task ExecuteAsync(string sql, object? param = null)

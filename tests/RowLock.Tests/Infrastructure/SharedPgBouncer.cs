@@ -23,10 +23,15 @@ public static class SharedPgBouncer
     /// <summary>Whether the pgbouncer binary is on this machine.</summary>
     public static bool IsInstalled => PgBouncer.FindBinary() is not null;
 
-    /// <summary>The tests of this assembly that need PgBouncer.</summary>
+    /// <summary>Why PgBouncer tests are skipped where it is missing.</summary>
+    public const string SkipReason = "pgbouncer is not installed on this machine (apt-get install pgbouncer; .ci/run installs it).";
+
+    /// <summary>The tests of this assembly that need PgBouncer: its own facts and every contract run through it.</summary>
     public static int TestCount => typeof(SharedPgBouncer).Assembly.GetTypes()
-        .SelectMany(t => t.GetMethods(BindingFlags.Public | BindingFlags.Instance | BindingFlags.DeclaredOnly))
-        .Count(m => m.IsDefined(typeof(PgBouncerFactAttribute), inherit: false));
+        .Where(t => !t.IsAbstract)
+        .Sum(t => t.GetMethods(BindingFlags.Public | BindingFlags.Instance).Count(m =>
+            m.IsDefined(typeof(PgBouncerFactAttribute), inherit: false) ||
+            (m.IsDefined(typeof(ContractFactAttribute), inherit: false) && ContractEndpoints.EndpointOf(t) == typeof(PgBouncerEndpoint))));
 
     /// <summary>The one line a run prints when pgbouncer is missing.</summary>
     public static string MissingNotice =>
@@ -40,7 +45,7 @@ public sealed class PgBouncerFactAttribute : FactAttribute
     {
         if (!SharedPgBouncer.IsInstalled)
         {
-            Skip = "pgbouncer is not installed on this machine (apt-get install pgbouncer; .ci/run installs it).";
+            Skip = SharedPgBouncer.SkipReason;
         }
     }
 }
