@@ -61,8 +61,8 @@ internal static class AdvisoryBenchmark
 
     public static async Task<string> RunAsync(BenchContext context)
     {
-        var duration = TimeSpan.FromSeconds(context.Quick ? 0.4 : 1);
-        var rounds = context.Quick ? 4 : 12;
+        var duration = TimeSpan.FromSeconds(context.Quick ? 0.3 : 0.5);
+        var rounds = context.Quick ? 6 : 24;
         var ops = Sides.Select(s => s.Make(context.DataSource)).ToArray();
 
         var table = new StringBuilder();
