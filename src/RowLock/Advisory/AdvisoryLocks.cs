@@ -209,7 +209,13 @@ public sealed class AdvisoryLocks
             // First without waiting, whatever the timeout: an uncontended acquire is then one plain statement, as cheap
             // as a hand-written pg_advisory_lock. It cannot overtake sessions already waiting (PostgreSQL refuses a
             // request that conflicts with a queued one), and no lock_timeout applies to a call that does not wait.
-            var acquired = await ScalarAsync(AdvisorySql.Command(AdvisorySql.TrySession(mode), key, connection, null), cancellationToken).ConfigureAwait(false) is true;
+            bool acquired;
+            var tryCommand = AdvisorySql.Command(AdvisorySql.TrySession(mode), key, connection, null);
+            await using (tryCommand.ConfigureAwait(false))
+            {
+                acquired = await tryCommand.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is true;
+            }
+
             if (!acquired && wait != TimeSpan.Zero)
             {
                 // lock_timeout must not stay on the pooled session: set it LOCAL in a short transaction (0 for "as long as
@@ -305,13 +311,5 @@ public sealed class AdvisoryLocks
             }
         }).ConfigureAwait(false);
         await connection.DisposeAsync().ConfigureAwait(false);
-    }
-
-    private static async Task<object?> ScalarAsync(NpgsqlCommand command, CancellationToken cancellationToken)
-    {
-        await using (command.ConfigureAwait(false))
-        {
-            return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
-        }
     }
 }
