@@ -64,6 +64,36 @@ internal static class Bench
         return (GC.GetTotalAllocatedBytes(precise: true) - before) / (double)count;
     }
 
+    /// <summary>The order in which round <paramref name="round"/> runs <paramref name="sides"/> sides: forward in even rounds, backward in odd ones, so neighbours stay neighbours (their ratio compares runs a moment apart) and each runs first as often as second.</summary>
+    public static IEnumerable<int> RoundOrder(int sides, int round)
+    {
+        var order = Enumerable.Range(0, sides);
+        return round % 2 == 1 ? order.Reverse() : order;
+    }
+
+    /// <summary>Per-round ratios of two sides measured in the same rounds (index by index).</summary>
+    public static double[] Ratios(IReadOnlyList<double> side, IReadOnlyList<double> baseline) =>
+        side.Zip(baseline, (a, b) => a / b).ToArray();
+
+    /// <summary>"median [min, max]" of per-round ratios, so a reader sees the spread as well as the middle.</summary>
+    public static string Spread(IReadOnlyCollection<double> ratios) => string.Create(System.Globalization.CultureInfo.InvariantCulture,
+        $"{Median(ratios):F2} [{ratios.Min():F2}, {ratios.Max():F2}]");
+
+    /// <summary>This process's CPU time so far (all threads); differences give client CPU per run.</summary>
+    public static TimeSpan ProcessCpu()
+    {
+        using var process = Process.GetCurrentProcess();
+        return process.TotalProcessorTime;
+    }
+
+    /// <summary>Collects garbage and runs pending finalizers, so that one side's garbage is not collected on the next side's time.</summary>
+    public static void SettleGarbage()
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+    }
+
     public static double Median(IEnumerable<double> values)
     {
         var sorted = values.Order().ToArray();

@@ -55,9 +55,9 @@ public sealed class AdvisoryLockHandle : IAsyncDisposable
     /// fails otherwise, the connection's session is ended (or, failing that, the data source's pool is cleared) so the
     /// connection is closed instead of pooled and the lock cannot outlive the handle. Safe to call more than once and concurrently.
     /// </summary>
-    public async ValueTask DisposeAsync()
+    public ValueTask DisposeAsync()
     {
         GC.SuppressFinalize(this);
-        await _held.ReleaseAsync().ConfigureAwait(false);
+        return new ValueTask(_held.ReleaseAsync());
     }
 }

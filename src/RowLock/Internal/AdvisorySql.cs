@@ -6,17 +6,39 @@ namespace RowLock.Internal;
 /// <summary>Builds advisory-lock function calls with the key as parameters ($1 or $1, $2).</summary>
 internal static class AdvisorySql
 {
-    public static NpgsqlBatchCommand Call(string function, AdvisoryLockKey key)
+    /// <summary>One advisory-lock function, with its two calls written once (not formatted again for every lock).</summary>
+    public sealed class Function(string name)
     {
-        var command = new NpgsqlBatchCommand();
+        public string Name { get; } = name;
+
+        public string OneKey { get; } = $"SELECT {name}($1)";
+
+        public string TwoKeys { get; } = $"SELECT {name}($1, $2)";
+
+        public string For(AdvisoryLockKey key) => key.IsInt32Pair ? TwoKeys : OneKey;
+    }
+
+    private static readonly Function TryXactExclusive = new("pg_try_advisory_xact_lock");
+    private static readonly Function TryXactShared = new("pg_try_advisory_xact_lock_shared");
+    private static readonly Function WaitXactExclusive = new("pg_advisory_xact_lock");
+    private static readonly Function WaitXactShared = new("pg_advisory_xact_lock_shared");
+    private static readonly Function TrySessionExclusive = new("pg_try_advisory_lock");
+    private static readonly Function TrySessionShared = new("pg_try_advisory_lock_shared");
+    private static readonly Function WaitSessionExclusive = new("pg_advisory_lock");
+    private static readonly Function WaitSessionShared = new("pg_advisory_lock_shared");
+    private static readonly Function UnlockExclusive = new("pg_advisory_unlock");
+    private static readonly Function UnlockShared = new("pg_advisory_unlock_shared");
+
+    public static NpgsqlBatchCommand Call(Function function, AdvisoryLockKey key)
+    {
+        var command = new NpgsqlBatchCommand(function.For(key));
         Bind(command.Parameters, key);
-        command.CommandText = key.IsInt32Pair ? $"SELECT {function}($1, $2)" : $"SELECT {function}($1)";
         return command;
     }
 
-    public static NpgsqlCommand Command(string function, AdvisoryLockKey key, NpgsqlConnection connection, NpgsqlTransaction? transaction)
+    public static NpgsqlCommand Command(Function function, AdvisoryLockKey key, NpgsqlConnection connection, NpgsqlTransaction? transaction)
     {
-        var command = new NpgsqlCommand(key.IsInt32Pair ? $"SELECT {function}($1, $2)" : $"SELECT {function}($1)", connection, transaction);
+        var command = new NpgsqlCommand(function.For(key), connection, transaction);
         Bind(command.Parameters, key);
         return command;
     }
@@ -35,15 +57,15 @@ internal static class AdvisorySql
         return command;
     }
 
-    public static string TryXact(AdvisoryLockMode mode) => mode == AdvisoryLockMode.Shared ? "pg_try_advisory_xact_lock_shared" : "pg_try_advisory_xact_lock";
+    public static Function TryXact(AdvisoryLockMode mode) => mode == AdvisoryLockMode.Shared ? TryXactShared : TryXactExclusive;
 
-    public static string WaitXact(AdvisoryLockMode mode) => mode == AdvisoryLockMode.Shared ? "pg_advisory_xact_lock_shared" : "pg_advisory_xact_lock";
+    public static Function WaitXact(AdvisoryLockMode mode) => mode == AdvisoryLockMode.Shared ? WaitXactShared : WaitXactExclusive;
 
-    public static string TrySession(AdvisoryLockMode mode) => mode == AdvisoryLockMode.Shared ? "pg_try_advisory_lock_shared" : "pg_try_advisory_lock";
+    public static Function TrySession(AdvisoryLockMode mode) => mode == AdvisoryLockMode.Shared ? TrySessionShared : TrySessionExclusive;
 
-    public static string WaitSession(AdvisoryLockMode mode) => mode == AdvisoryLockMode.Shared ? "pg_advisory_lock_shared" : "pg_advisory_lock";
+    public static Function WaitSession(AdvisoryLockMode mode) => mode == AdvisoryLockMode.Shared ? WaitSessionShared : WaitSessionExclusive;
 
-    public static string Unlock(AdvisoryLockMode mode) => mode == AdvisoryLockMode.Shared ? "pg_advisory_unlock_shared" : "pg_advisory_unlock";
+    public static Function Unlock(AdvisoryLockMode mode) => mode == AdvisoryLockMode.Shared ? UnlockShared : UnlockExclusive;
 
     public static void ValidateMode(AdvisoryLockMode mode)
     {

@@ -17,12 +17,15 @@ internal static class LockConnection
             await release().ConfigureAwait(false);
             return null;
         }
-        catch (Exception e) when (e is NpgsqlException or InvalidOperationException or IOException)
+        catch (Exception e) when (IsReleaseFailure(e))
         {
             await DiscardAsync(dataSource, connection).ConfigureAwait(false);
             return e;
         }
     }
+
+    /// <summary>The failures of an unlock or rollback after which the connection must not go back to the pool.</summary>
+    public static bool IsReleaseFailure(Exception e) => e is NpgsqlException or InvalidOperationException or IOException;
 
     /// <summary>
     /// Makes sure this connection's session, and every lock it holds, ends instead of going back to the pool.
@@ -32,7 +35,7 @@ internal static class LockConnection
     /// connection (<c>NpgsqlConnection.ClearPool</c> does nothing for a data source's connections), and a cleared pool
     /// closes every connection that was open at the time when it comes back, this one included.
     /// </summary>
-    private static async Task DiscardAsync(NpgsqlDataSource dataSource, NpgsqlConnection connection)
+    public static async Task DiscardAsync(NpgsqlDataSource dataSource, NpgsqlConnection connection)
     {
         if (connection.FullState == ConnectionState.Open)
         {
