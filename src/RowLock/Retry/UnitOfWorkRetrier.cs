@@ -72,14 +72,21 @@ internal sealed class UnitOfWorkRetrier
         context.Properties.Set(UnitOfWorkRun.Key, run);
         try
         {
-            var result = await _pipeline.ExecuteAsync(
+            // ExecuteOutcomeAsync with object, the retry strategy's own result type: Polly then calls the strategy directly,
+            // without the wrapping and converting async layers ExecuteAsync<T> adds, and the callback turns exceptions into
+            // outcomes itself, as ExecuteAsync does. ThrowIfException rethrows the attempt's exception with its stack trace.
+            var result = await _pipeline.ExecuteOutcomeAsync(
                 static async (_, s) =>
                 {
                     var scope = new AttemptScope();
                     Current.Value = scope;
                     try
                     {
-                        return await s.Attempt(s.State, s.Token).ConfigureAwait(false);
+                        return Outcome.FromResult<object?>(await s.Attempt(s.State, s.Token).ConfigureAwait(false));
+                    }
+                    catch (Exception e)
+                    {
+                        return Outcome.FromException<object?>(e);
                     }
                     finally
                     {
@@ -88,9 +95,10 @@ internal sealed class UnitOfWorkRetrier
                 },
                 context,
                 (Attempt: attempt, State: state, Token: cancellationToken)).ConfigureAwait(false);
+            result.ThrowIfException();
             activity?.SetTag("rowlock.attempts", run.Attempts);
             outcome = "committed";
-            return result;
+            return (T)result.Result!;
         }
         catch (Exception e)
         {

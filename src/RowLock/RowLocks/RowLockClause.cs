@@ -48,6 +48,9 @@ public readonly record struct RowLockClause
     /// <summary>The tables (or aliases) whose rows are locked; empty means every table in the FROM clause.</summary>
     public IReadOnlyList<string> Tables => _tables.IsDefault ? [] : _tables;
 
+    /// <summary>The OF list without boxing it (<see cref="Tables"/> boxes); default when there is none.</summary>
+    internal ImmutableArray<string> TableArray => _tables;
+
     /// <summary>Fail at once with <see cref="LockNotAvailableException"/> instead of waiting (<c>NOWAIT</c>).</summary>
     public RowLockClause NoWait() => new(Strength, LockWaitPolicy.NoWait, null, _tables);
 
