@@ -1,0 +1,193 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using Npgsql;
+
+namespace RowLock.Benchmarks;
+
+/// <summary>
+/// 7: the subtransaction cliff. One writer takes N NOWAIT row locks one by one and keeps its transaction open, while
+/// 16 readers run short SELECTs and one updater commits small updates (ordinary write traffic). Every NOWAIT lock RowLock
+/// takes runs in a savepoint, a subtransaction that gets its own xid because FOR UPDATE marks the row; past 64 of them
+/// (PGPROC_MAX_CACHED_SUBXIDS) the writer's subxid cache overflows, every snapshot taken in the cluster is
+/// "suboverflowed", and a reader must resolve through pg_subtrans every xid it meets between its snapshot's xmin (held
+/// back by the writer) and xmax: here, the updater's recent rows. Without the updater the cliff does not show: the
+/// writer's own xids are all newer than any snapshot's xmax while it is open. Compared, alternating in this process: the
+/// same locks as plain statements (no savepoint), and all of them in one statement (one savepoint).
+/// </summary>
+internal static class SavepointBenchmark
+{
+    private const int Readers = 16;
+    private const int Rows = 1_000;
+    private static readonly TimeSpan Hold = TimeSpan.FromMilliseconds(20);
+
+    private sealed record Side(string Name, Func<NpgsqlConnection, NpgsqlTransaction, long[], Task> Lock);
+
+    private sealed record Run(double ReaderRate, double LockRate, double UpdateRate, double SubtransPerQuery, long WriterSubxids);
+
+    public static async Task<string> RunAsync(BenchContext context)
+    {
+        await context.ExecuteAsync($"DROP TABLE IF EXISTS bench_savepoint; CREATE TABLE bench_savepoint (id bigint PRIMARY KEY, counter bigint NOT NULL DEFAULT 0, payload text NOT NULL); INSERT INTO bench_savepoint (id, payload) SELECT g, repeat('x', 40) FROM generate_series(1, {Rows}) g;");
+        await context.ExecuteAsync("VACUUM ANALYZE bench_savepoint");
+        var duration = TimeSpan.FromSeconds(context.Quick ? 1.5 : 4);
+        var repeats = context.Quick ? 1 : 3;
+        var sides = new Side[]
+        {
+            new("RowLock `LockRowsAsync` NOWAIT, one by one (a savepoint each)", async (_, tx, ids) =>
+            {
+                foreach (var id in ids)
+                {
+                    await tx.LockRowsAsync<long>("SELECT id FROM bench_savepoint WHERE id = @id", new { id }, RowLockClause.ForUpdate.NoWait());
+                }
+            }),
+            new("plain `FOR UPDATE NOWAIT`, one by one (no savepoint)", async (connection, tx, ids) =>
+            {
+                foreach (var id in ids)
+                {
+                    await using var command = new NpgsqlCommand("SELECT id FROM bench_savepoint WHERE id = $1 FOR UPDATE NOWAIT", connection, tx);
+                    command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = id });
+                    await command.ExecuteScalarAsync();
+                }
+            }),
+            new("RowLock `LockRowsByKeyAsync` NOWAIT, all in one statement (one savepoint)", async (_, tx, ids) =>
+                await tx.LockRowsByKeyAsync<long, long>("bench_savepoint", "id", ids, RowLockClause.ForUpdate.NoWait())),
+        };
+
+        var table = new StringBuilder();
+        table.AppendLine(CultureInfo.InvariantCulture,
+            $"One writer: BEGIN, lock N of rows 1-{Rows / 2} one by one, hold the transaction open {Hold.TotalMilliseconds:N0} ms, COMMIT, again. Meanwhile {Readers} readers run `SELECT count(*), sum(counter) FROM bench_savepoint` ({Rows:N0} rows, a seq scan, one snapshot each) and one updater commits `UPDATE ... SET counter = counter + 1` on one of rows {(Rows / 2) + 1}-{Rows} at a time. {duration.TotalSeconds} s per side, {repeats} alternating repeat(s), median. \"writer subxids\" = distinct xmax of the writer's locked rows other than its top-level xid, read in its open transaction (the subtransaction xids it holds; above 64 its subxid cache overflows). \"pg_subtrans reads/query\" = pg_stat_slru 'Subtrans' blks_hit + blks_read per reader query, over the run.");
+        var baseline = await ReadersAloneAsync(context, duration);
+        table.AppendLine();
+        table.AppendLine(CultureInfo.InvariantCulture, $"Readers and updater, no writer: {baseline.ReaderRate:N0} reader queries/s, {baseline.UpdateRate:N0} updates/s, {baseline.SubtransPerQuery:F2} pg_subtrans reads/query.");
+        table.AppendLine();
+        table.AppendLine("| N | side | reader queries/s | ratio to no savepoint | updates/s | writer locks/s | writer subxids | pg_subtrans reads/query |");
+        table.AppendLine("|---:|---|---:|---:|---:|---:|---:|---:|");
+        foreach (var n in new[] { 1, 64, 100, 500 })
+        {
+            var runs = sides.Select(_ => new List<Run>()).ToArray();
+            for (var r = 0; r < repeats; r++)
+            {
+                for (var s = 0; s < sides.Length; s++)
+                {
+                    var index = (s + r) % sides.Length;
+                    runs[index].Add(await MeasureAsync(context, sides[index], n, duration));
+                }
+            }
+
+            var plainReaders = Bench.Median(runs[1].Select(x => x.ReaderRate));
+            for (var s = 0; s < sides.Length; s++)
+            {
+                var readers = Bench.Median(runs[s].Select(x => x.ReaderRate));
+                table.AppendLine(CultureInfo.InvariantCulture,
+                    $"| {n} | {sides[s].Name} | {readers:N0} | {readers / plainReaders:F2} | {Bench.Median(runs[s].Select(x => x.UpdateRate)):N0} | {Bench.Median(runs[s].Select(x => x.LockRate)):N0} | {runs[s].Max(x => x.WriterSubxids)} | {Bench.Median(runs[s].Select(x => x.SubtransPerQuery)):F2} |");
+            }
+        }
+
+        return table.ToString();
+    }
+
+    private static async Task<Run> ReadersAloneAsync(BenchContext context, TimeSpan duration)
+    {
+        var before = await SubtransReadsAsync(context);
+        using var stop = new CancellationTokenSource();
+        var updater = Task.Run(() => UpdateAsync(context, stop.Token));
+        var (queries, elapsed) = await ReadAsync(context, duration);
+        await stop.CancelAsync();
+        var updates = await updater;
+        var reads = await SubtransReadsAsync(context) - before;
+        return new Run(queries / elapsed.TotalSeconds, 0, updates / elapsed.TotalSeconds, reads / (double)Math.Max(1, queries), 0);
+    }
+
+    private static async Task<Run> MeasureAsync(BenchContext context, Side side, int n, TimeSpan duration)
+    {
+        var before = await SubtransReadsAsync(context);
+        using var stop = new CancellationTokenSource();
+        var updater = Task.Run(() => UpdateAsync(context, stop.Token));
+        var writer = Task.Run(() => WriteAsync(context, side, n, stop.Token));
+        var (queries, elapsed) = await ReadAsync(context, duration);
+        await stop.CancelAsync();
+        var (locks, lockTime, subxids) = await writer;
+        var updates = await updater;
+        var reads = await SubtransReadsAsync(context) - before;
+        return new Run(queries / elapsed.TotalSeconds, locks / lockTime.TotalSeconds, updates / elapsed.TotalSeconds, reads / (double)Math.Max(1, queries), subxids);
+    }
+
+    /// <summary>Ordinary write traffic: small committed updates, so that readers meet recent xids between their snapshot's xmin and xmax.</summary>
+    private static async Task<long> UpdateAsync(BenchContext context, CancellationToken stop)
+    {
+        long updates = 0;
+        await using var connection = await context.DataSource.OpenConnectionAsync(CancellationToken.None);
+        await using var command = new NpgsqlCommand("UPDATE bench_savepoint SET counter = counter + 1 WHERE id = $1", connection);
+        var id = new NpgsqlParameter<long>();
+        command.Parameters.Add(id);
+        while (!stop.IsCancellationRequested)
+        {
+            id.TypedValue = (Rows / 2) + 1 + (updates % (Rows / 2));
+            await command.ExecuteNonQueryAsync(CancellationToken.None);
+            updates++;
+        }
+
+        return updates;
+    }
+
+    /// <summary>The writer loop; returns the locks taken, the time spent taking them, and the most xids it held at once.</summary>
+    private static async Task<(long Locks, TimeSpan LockTime, long MaxSubxids)> WriteAsync(BenchContext context, Side side, int n, CancellationToken stop)
+    {
+        long locks = 0, maxSubxids = 0, round = 0;
+        var lockTime = TimeSpan.Zero;
+        await using var connection = await context.DataSource.OpenConnectionAsync(CancellationToken.None);
+        while (!stop.IsCancellationRequested)
+        {
+            // A different window of rows each round, so that every round locks rows the last one touched.
+            var first = round++ * n % ((Rows / 2) - n + 1);
+            var ids = Enumerable.Range(1, n).Select(i => (long)(first + i)).ToArray();
+            await using var tx = await connection.BeginTransactionAsync(CancellationToken.None);
+            var clock = Stopwatch.StartNew();
+            await side.Lock(connection, tx, ids);
+            lockTime += clock.Elapsed;
+            locks += n;
+            if (round <= 2)
+            {
+                // Measured, not assumed: a row locked in a subtransaction carries that subtransaction's xid as xmax. (pg_locks
+                // cannot tell: a released subtransaction gives its xid lock up; PostgreSQL 16's pg_stat_get_backend_subxact can.)
+                await using var count = new NpgsqlCommand(
+                    "SELECT count(DISTINCT xmax::text) FILTER (WHERE xmax::text <> (pg_current_xact_id()::text::bigint % 4294967296)::text) FROM bench_savepoint WHERE id = ANY($1)", connection, tx);
+                count.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = ids });
+                maxSubxids = Math.Max(maxSubxids, (long)(await count.ExecuteScalarAsync(CancellationToken.None))!);
+            }
+
+            await Task.Delay(Hold, CancellationToken.None);
+            await tx.CommitAsync(CancellationToken.None);
+        }
+
+        return (locks, lockTime, maxSubxids);
+    }
+
+    private static async Task<(long Queries, TimeSpan Elapsed)> ReadAsync(BenchContext context, TimeSpan duration)
+    {
+        // Unpooled, so that each reader's backend exits at the end of the run and flushes its pg_stat_slru counts.
+        var unpooled = new NpgsqlConnectionStringBuilder(context.ConnectionString) { Pooling = false }.ConnectionString;
+        long queries = 0;
+        using var stop = new CancellationTokenSource(duration);
+        var clock = Stopwatch.StartNew();
+        await Task.WhenAll(Enumerable.Range(0, Readers).Select(_ => Task.Run(async () =>
+        {
+            await using var connection = new NpgsqlConnection(unpooled);
+            await connection.OpenAsync(CancellationToken.None);
+            await using var command = new NpgsqlCommand("SELECT count(*), sum(counter) FROM bench_savepoint", connection);
+            while (!stop.IsCancellationRequested)
+            {
+                await command.ExecuteScalarAsync(CancellationToken.None);
+                Interlocked.Increment(ref queries);
+            }
+        })));
+        return (queries, clock.Elapsed);
+    }
+
+    private static async Task<long> SubtransReadsAsync(BenchContext context)
+    {
+        // Backends flush their SLRU counts when they exit or go idle; give the readers that just exited a moment.
+        await Task.Delay(300);
+        return await context.ScalarAsync<long>("SELECT blks_hit + blks_read FROM pg_stat_slru WHERE name = 'Subtrans'");
+    }
+}
