@@ -152,6 +152,55 @@ public sealed class WithoutSavepointTests(DatabaseFixture db) : IClassFixture<Da
     }
 
     [Fact]
+    public async Task A_runner_that_rolls_back_on_a_refused_lock_retries_cleanly_after_a_lock_without_savepoint()
+    {
+        var table = await db.CreateHotRowTableAsync("sp");
+        await db.ExecuteAsync($"INSERT INTO {table} VALUES (2, 0)");
+        await using var holder = await db.DataSource.OpenConnectionAsync();
+        var holderTx = await holder.BeginTransactionAsync();
+        await holderTx.LockRowsAsync<int>($"SELECT v FROM {table} WHERE id = 2", null, RowLockClause.ForUpdate);
+
+        var options = new TransactionRunnerOptions();
+        options.Retry.RetryOnLockNotAvailable = true;
+        options.Retry.Delay = TimeSpan.FromMilliseconds(1);
+        var attempts = 0;
+        await new TransactionRunner(db.DataSource, options).RunAsync(async (tx, ct) =>
+        {
+            if (++attempts == 2)
+            {
+                await holderTx.RollbackAsync(ct); // the other transaction ends before the second attempt locks
+            }
+
+            foreach (var id in new[] { 1, 2 })
+            {
+                await tx.LockRowsAsync<int>($"SELECT v FROM {table} WHERE id = @id", new { id }, RowLockClause.ForUpdate.NoWait().WithoutSavepoint(), ct);
+                await tx.Connection!.ExecuteAsync($"UPDATE {table} SET v = v + 1 WHERE id = @id", new { id }, tx);
+            }
+        });
+        await holderTx.DisposeAsync();
+
+        // The first attempt's update of row 1 was rolled back with its aborted transaction: each row counted once.
+        Assert.Equal(2, attempts);
+        Assert.Equal(2, await db.ScalarAsync<long>($"SELECT sum(v) FROM {table}"));
+    }
+
+    [Fact]
+    public async Task Timed_advisory_locks_run_in_savepoints_that_spend_no_transaction_id()
+    {
+        // Only a subtransaction that gets an xid counts towards the 64 cached per backend; an advisory lock assigns none.
+        await using var connection = await db.DataSource.OpenConnectionAsync();
+        await using var tx = await connection.BeginTransactionAsync();
+        for (var i = 0; i < 100; i++)
+        {
+            await tx.AcquireAdvisoryLockAsync(AdvisoryLockKey.FromInt64(9_170_000 + i), TimeSpan.FromSeconds(5));
+        }
+
+        Assert.Equal(100, await connection.ExecuteScalarAsync<long>("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()", transaction: tx));
+        Assert.Null(await connection.ExecuteScalarAsync<string>("SELECT pg_current_xact_id_if_assigned()::text", transaction: tx));
+        await tx.RollbackAsync();
+    }
+
+    [Fact]
     public void WithoutSavepoint_shows_in_ToString_not_in_the_SQL_and_makes_a_different_clause()
     {
         var clause = RowLockClause.ForUpdate.Of("orders").NoWait().WithoutSavepoint();
