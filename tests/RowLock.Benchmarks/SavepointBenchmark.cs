@@ -20,6 +20,7 @@ internal static class SavepointBenchmark
     private const int Readers = 16;
     private const int Rows = 1_000;
     private const int UpdateBatch = 10;
+    private const int HeldUpdates = 200;
     private static readonly TimeSpan Hold = TimeSpan.FromMilliseconds(20);
 
     private sealed record Side(string Name, Func<NpgsqlConnection, NpgsqlTransaction, long[], Task> Lock);
@@ -84,7 +85,59 @@ internal static class SavepointBenchmark
             }
         }
 
+        await HeldAsync(context, table, duration, repeats);
         return table.ToString();
+    }
+
+    /// <summary>
+    /// The same cliff without the writer's own churn: the writer takes N locks, then sits idle in its open transaction while
+    /// the updater commits a fixed number of updates and the readers are measured. Alternating with and without savepoints.
+    /// </summary>
+    private static async Task HeldAsync(BenchContext context, StringBuilder table, TimeSpan duration, int repeats)
+    {
+        table.AppendLine();
+        table.AppendLine(CultureInfo.InvariantCulture,
+            $"Held: the writer locks N rows one by one with RowLock, then stays idle in its open transaction; the updater commits {HeldUpdates} updates of {UpdateBatch} rows; then the {Readers} readers alone are measured for {duration.TotalSeconds} s; the writer rolls back and the table is vacuumed. {repeats} alternating repeat(s), median.");
+        table.AppendLine();
+        table.AppendLine("| N | reader queries/s, `NoWait()` (savepoints) | reader queries/s, `NoWait().WithoutSavepoint()` | ratio | pg_subtrans reads/query (savepoints / without) |");
+        table.AppendLine("|---:|---:|---:|---:|---|");
+        var clauses = new[] { RowLockClause.ForUpdate.NoWait(), RowLockClause.ForUpdate.NoWait().WithoutSavepoint() };
+        foreach (var n in new[] { 1, 64, 65, 100, 500 })
+        {
+            var runs = clauses.Select(_ => new List<(double Rate, double Subtrans)>()).ToArray();
+            for (var r = 0; r < repeats; r++)
+            {
+                for (var c = 0; c < clauses.Length; c++)
+                {
+                    var index = (c + r) % clauses.Length;
+                    runs[index].Add(await HeldOnceAsync(context, clauses[index], n, duration));
+                }
+            }
+
+            var with = Bench.Median(runs[0].Select(x => x.Rate));
+            var without = Bench.Median(runs[1].Select(x => x.Rate));
+            table.AppendLine(CultureInfo.InvariantCulture,
+                $"| {n} | {with:N0} | {without:N0} | {with / without:F2} | {Bench.Median(runs[0].Select(x => x.Subtrans)):F2} / {Bench.Median(runs[1].Select(x => x.Subtrans)):F2} |");
+        }
+    }
+
+    private static async Task<(double Rate, double Subtrans)> HeldOnceAsync(BenchContext context, RowLockClause clause, int n, TimeSpan duration)
+    {
+        await context.ExecuteAsync("VACUUM bench_savepoint");
+        await using var writer = await context.DataSource.OpenConnectionAsync();
+        await using var tx = await writer.BeginTransactionAsync();
+        for (var id = 1L; id <= n; id++)
+        {
+            await tx.LockRowsAsync<long>("SELECT id FROM bench_savepoint WHERE id = @id", new { id }, clause);
+        }
+
+        await UpdateAsync(context, CancellationToken.None, HeldUpdates);
+
+        var before = await SubtransReadsAsync(context);
+        var (queries, elapsed) = await ReadAsync(context, duration);
+        var reads = await SubtransReadsAsync(context) - before;
+        await tx.RollbackAsync();
+        return (queries / elapsed.TotalSeconds, reads / (double)Math.Max(1, queries));
     }
 
     private static async Task<Run> ReadersAloneAsync(BenchContext context, TimeSpan duration)
@@ -114,7 +167,7 @@ internal static class SavepointBenchmark
     }
 
     /// <summary>Ordinary write traffic: small committed updates, so that readers meet recent xids between their snapshot's xmin and xmax.</summary>
-    private static async Task<long> UpdateAsync(BenchContext context, CancellationToken stop)
+    private static async Task<long> UpdateAsync(BenchContext context, CancellationToken stop, long limit = long.MaxValue)
     {
         long updates = 0;
         await using var connection = await context.DataSource.OpenConnectionAsync(CancellationToken.None);
@@ -127,7 +180,7 @@ internal static class SavepointBenchmark
         await using var command = new NpgsqlCommand($"UPDATE bench_savepoint SET counter = counter + 1 WHERE id BETWEEN $1 AND $1 + {UpdateBatch - 1}", connection);
         var first = new NpgsqlParameter<long>();
         command.Parameters.Add(first);
-        while (!stop.IsCancellationRequested)
+        while (!stop.IsCancellationRequested && updates < limit)
         {
             first.TypedValue = (Rows / 2) + 1 + (updates * UpdateBatch % (Rows / 2));
             await command.ExecuteNonQueryAsync(CancellationToken.None);
