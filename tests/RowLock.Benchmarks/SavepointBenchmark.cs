@@ -25,7 +25,9 @@ internal static class SavepointBenchmark
 
     private sealed record Side(string Name, Func<NpgsqlConnection, NpgsqlTransaction, long[], Task> Lock);
 
-    private sealed record Run(double ReaderRate, double LockRate, double UpdateRate, double SubtransPerQuery, long WriterSubxids);
+    private sealed record Run(double ReaderRate, double LockRate, double UpdateRate, double SubtransPerQuery, long WriterSubxids, double CpuMicrosPerQuery);
+
+    private static double CpuPerQuery(TimeSpan cpu, long queries) => cpu.TotalMicroseconds / Math.Max(1, queries);
 
     public static async Task<string> RunAsync(BenchContext context)
     {
@@ -60,10 +62,10 @@ internal static class SavepointBenchmark
             $"One writer: BEGIN, lock N of rows 1-{Rows / 2} one by one, hold the transaction open {Hold.TotalMilliseconds:N0} ms, COMMIT, again. Meanwhile {Readers} readers run `SELECT count(*), sum(counter) FROM bench_savepoint` ({Rows:N0} rows, a seq scan, one snapshot each) and one updater commits `UPDATE ... SET counter = counter + 1` on {UpdateBatch} of rows {(Rows / 2) + 1}-{Rows} at a time (synchronous_commit off). {duration.TotalSeconds} s per side, {repeats} alternating repeat(s), median. \"writer subxids\" = distinct xmax of the writer's locked rows other than its top-level xid, read in its open transaction (the subtransaction xids it holds; above 64 its subxid cache overflows). \"pg_subtrans reads/query\" = pg_stat_slru 'Subtrans' blks_hit + blks_read per reader query, over the run.");
         var baseline = await ReadersAloneAsync(context, duration);
         table.AppendLine();
-        table.AppendLine(CultureInfo.InvariantCulture, $"Readers and updater, no writer: {baseline.ReaderRate:N0} reader queries/s, {baseline.UpdateRate:N0} updater commits/s, {baseline.SubtransPerQuery:F2} pg_subtrans reads/query.");
+        table.AppendLine(CultureInfo.InvariantCulture, $"Readers and updater, no writer: {baseline.ReaderRate:N0} reader queries/s, {baseline.UpdateRate:N0} updater commits/s, {baseline.CpuMicrosPerQuery:N0} µs reader backend CPU/query, {baseline.SubtransPerQuery:F2} pg_subtrans reads/query.");
         table.AppendLine();
-        table.AppendLine("| N | side | reader queries/s | ratio to no savepoint | updater commits/s | writer locks/s | writer subxids | pg_subtrans reads/query |");
-        table.AppendLine("|---:|---|---:|---:|---:|---:|---:|---:|");
+        table.AppendLine("| N | side | reader queries/s | ratio to no savepoint | reader backend CPU µs/query | updater commits/s | writer locks/s | writer subxids | pg_subtrans reads/query |");
+        table.AppendLine("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var n in new[] { 1, 64, 100, 500 })
         {
             var runs = sides.Select(_ => new List<Run>()).ToArray();
@@ -81,7 +83,7 @@ internal static class SavepointBenchmark
             {
                 var readers = Bench.Median(runs[s].Select(x => x.ReaderRate));
                 table.AppendLine(CultureInfo.InvariantCulture,
-                    $"| {n} | {sides[s].Name} | {readers:N0} | {readers / plainReaders:F2} | {Bench.Median(runs[s].Select(x => x.UpdateRate)):N0} | {Bench.Median(runs[s].Select(x => x.LockRate)):N0} | {runs[s].Max(x => x.WriterSubxids)} | {Bench.Median(runs[s].Select(x => x.SubtransPerQuery)):F2} |");
+                    $"| {n} | {sides[s].Name} | {readers:N0} | {readers / plainReaders:F2} | {Bench.Median(runs[s].Select(x => x.CpuMicrosPerQuery)):N0} | {Bench.Median(runs[s].Select(x => x.UpdateRate)):N0} | {Bench.Median(runs[s].Select(x => x.LockRate)):N0} | {runs[s].Max(x => x.WriterSubxids)} | {Bench.Median(runs[s].Select(x => x.SubtransPerQuery)):F2} |");
             }
         }
 
@@ -99,12 +101,12 @@ internal static class SavepointBenchmark
         table.AppendLine(CultureInfo.InvariantCulture,
             $"Held: the writer locks N rows one by one with RowLock, then stays idle in its open transaction; the updater commits {HeldUpdates} updates of {UpdateBatch} rows; then the {Readers} readers alone are measured for {duration.TotalSeconds} s; the writer rolls back and the table is vacuumed. {repeats} alternating repeat(s), median.");
         table.AppendLine();
-        table.AppendLine("| N | reader queries/s, `NoWait()` (savepoints) | reader queries/s, `NoWait().WithoutSavepoint()` | ratio | pg_subtrans reads/query (savepoints / without) |");
-        table.AppendLine("|---:|---:|---:|---:|---|");
+        table.AppendLine("| N | reader queries/s, `NoWait()` (savepoints) | reader queries/s, `NoWait().WithoutSavepoint()` | ratio | reader backend CPU µs/query (savepoints / without) | CPU ratio | pg_subtrans reads/query (savepoints / without) |");
+        table.AppendLine("|---:|---:|---:|---:|---|---:|---|");
         var clauses = new[] { RowLockClause.ForUpdate.NoWait(), RowLockClause.ForUpdate.NoWait().WithoutSavepoint() };
         foreach (var n in new[] { 1, 64, 65, 100, 500 })
         {
-            var runs = clauses.Select(_ => new List<(double Rate, double Subtrans)>()).ToArray();
+            var runs = clauses.Select(_ => new List<(double Rate, double Subtrans, double Cpu)>()).ToArray();
             for (var r = 0; r < repeats; r++)
             {
                 for (var c = 0; c < clauses.Length; c++)
@@ -116,12 +118,14 @@ internal static class SavepointBenchmark
 
             var with = Bench.Median(runs[0].Select(x => x.Rate));
             var without = Bench.Median(runs[1].Select(x => x.Rate));
+            var cpuWith = Bench.Median(runs[0].Select(x => x.Cpu));
+            var cpuWithout = Bench.Median(runs[1].Select(x => x.Cpu));
             table.AppendLine(CultureInfo.InvariantCulture,
-                $"| {n} | {with:N0} | {without:N0} | {with / without:F2} | {Bench.Median(runs[0].Select(x => x.Subtrans)):F2} / {Bench.Median(runs[1].Select(x => x.Subtrans)):F2} |");
+                $"| {n} | {with:N0} | {without:N0} | {with / without:F2} | {cpuWith:N0} / {cpuWithout:N0} | {cpuWith / cpuWithout:F2} | {Bench.Median(runs[0].Select(x => x.Subtrans)):F2} / {Bench.Median(runs[1].Select(x => x.Subtrans)):F2} |");
         }
     }
 
-    private static async Task<(double Rate, double Subtrans)> HeldOnceAsync(BenchContext context, RowLockClause clause, int n, TimeSpan duration)
+    private static async Task<(double Rate, double Subtrans, double Cpu)> HeldOnceAsync(BenchContext context, RowLockClause clause, int n, TimeSpan duration)
     {
         await context.ExecuteAsync("VACUUM bench_savepoint");
         await using var writer = await context.DataSource.OpenConnectionAsync();
@@ -134,10 +138,10 @@ internal static class SavepointBenchmark
         await UpdateAsync(context, CancellationToken.None, HeldUpdates);
 
         var before = await SubtransReadsAsync(context);
-        var (queries, elapsed) = await ReadAsync(context, duration);
+        var (queries, elapsed, cpu) = await ReadAsync(context, duration);
         var reads = await SubtransReadsAsync(context) - before;
         await tx.RollbackAsync();
-        return (queries / elapsed.TotalSeconds, reads / (double)Math.Max(1, queries));
+        return (queries / elapsed.TotalSeconds, reads / (double)Math.Max(1, queries), CpuPerQuery(cpu, queries));
     }
 
     private static async Task<Run> ReadersAloneAsync(BenchContext context, TimeSpan duration)
@@ -145,11 +149,11 @@ internal static class SavepointBenchmark
         var before = await SubtransReadsAsync(context);
         using var stop = new CancellationTokenSource();
         var updater = Task.Run(() => UpdateAsync(context, stop.Token));
-        var (queries, elapsed) = await ReadAsync(context, duration);
+        var (queries, elapsed, cpu) = await ReadAsync(context, duration);
         await stop.CancelAsync();
         var updates = await updater;
         var reads = await SubtransReadsAsync(context) - before;
-        return new Run(queries / elapsed.TotalSeconds, 0, updates / elapsed.TotalSeconds, reads / (double)Math.Max(1, queries), 0);
+        return new Run(queries / elapsed.TotalSeconds, 0, updates / elapsed.TotalSeconds, reads / (double)Math.Max(1, queries), 0, CpuPerQuery(cpu, queries));
     }
 
     private static async Task<Run> MeasureAsync(BenchContext context, Side side, int n, TimeSpan duration)
@@ -158,12 +162,12 @@ internal static class SavepointBenchmark
         using var stop = new CancellationTokenSource();
         var updater = Task.Run(() => UpdateAsync(context, stop.Token));
         var writer = Task.Run(() => WriteAsync(context, side, n, stop.Token));
-        var (queries, elapsed) = await ReadAsync(context, duration);
+        var (queries, elapsed, cpu) = await ReadAsync(context, duration);
         await stop.CancelAsync();
         var (locks, lockTime, subxids) = await writer;
         var updates = await updater;
         var reads = await SubtransReadsAsync(context) - before;
-        return new Run(queries / elapsed.TotalSeconds, locks / lockTime.TotalSeconds, updates / elapsed.TotalSeconds, reads / (double)Math.Max(1, queries), subxids);
+        return new Run(queries / elapsed.TotalSeconds, locks / lockTime.TotalSeconds, updates / elapsed.TotalSeconds, reads / (double)Math.Max(1, queries), subxids, CpuPerQuery(cpu, queries));
     }
 
     /// <summary>Ordinary write traffic: small committed updates, so that readers meet recent xids between their snapshot's xmin and xmax.</summary>
@@ -223,25 +227,46 @@ internal static class SavepointBenchmark
         return (locks, lockTime, maxSubxids);
     }
 
-    private static async Task<(long Queries, TimeSpan Elapsed)> ReadAsync(BenchContext context, TimeSpan duration)
+    /// <summary>Reader queries, elapsed time, and the CPU time the readers' backends spent (Linux /proc; zero elsewhere).</summary>
+    private static async Task<(long Queries, TimeSpan Elapsed, TimeSpan Cpu)> ReadAsync(BenchContext context, TimeSpan duration)
     {
         // Unpooled, so that each reader's backend exits at the end of the run and flushes its pg_stat_slru counts.
         var unpooled = new NpgsqlConnectionStringBuilder(context.ConnectionString) { Pooling = false }.ConnectionString;
-        long queries = 0;
+        long queries = 0, cpuTicks = 0;
         using var stop = new CancellationTokenSource(duration);
         var clock = Stopwatch.StartNew();
         await Task.WhenAll(Enumerable.Range(0, Readers).Select(_ => Task.Run(async () =>
         {
             await using var connection = new NpgsqlConnection(unpooled);
             await connection.OpenAsync(CancellationToken.None);
+            var startTicks = BackendCpuTicks(connection.ProcessID);
             await using var command = new NpgsqlCommand("SELECT count(*), sum(counter) FROM bench_savepoint", connection);
             while (!stop.IsCancellationRequested)
             {
                 await command.ExecuteScalarAsync(CancellationToken.None);
                 Interlocked.Increment(ref queries);
             }
+
+            Interlocked.Add(ref cpuTicks, BackendCpuTicks(connection.ProcessID) - startTicks);
         })));
-        return (queries, clock.Elapsed);
+        return (queries, clock.Elapsed, TimeSpan.FromSeconds(cpuTicks / 100.0));
+    }
+
+    /// <summary>
+    /// utime + stime of a local server backend, in clock ticks (USER_HZ, 100 on Linux). CPU time, unlike throughput, is
+    /// barely moved by the other processes sharing the machine: it is the cost a query pays wherever it runs.
+    /// </summary>
+    private static long BackendCpuTicks(int pid)
+    {
+        var path = $"/proc/{pid}/stat";
+        if (!File.Exists(path))
+        {
+            return 0;
+        }
+
+        var stat = File.ReadAllText(path);
+        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        return long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
     }
 
     private static async Task<long> SubtransReadsAsync(BenchContext context)
