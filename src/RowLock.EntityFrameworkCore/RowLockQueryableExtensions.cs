@@ -37,13 +37,21 @@ public static class RowLockQueryableExtensions
     /// <param name="clause">Strength, wait policy and OF list, e.g. <c>RowLockClause.ForUpdate.NoWait()</c>.</param>
     /// <returns>The same query, locking the rows it returns.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="source"/> is null.</exception>
-    /// <exception cref="ArgumentException"><paramref name="source"/> is not an EF Core query.</exception>
+    /// <exception cref="ArgumentException"><paramref name="source"/> is not an EF Core query, or <paramref name="clause"/> has <see cref="RowLockClause.WithoutSavepoint"/> (not supported here).</exception>
     public static IQueryable<T> WithRowLock<T>(this IQueryable<T> source, [NotParameterized] RowLockClause clause)
     {
         ArgumentNullException.ThrowIfNull(source);
         if (source.Provider is not IAsyncQueryProvider)
         {
             throw new ArgumentException("WithRowLock works on EF Core queries (a DbSet or a query built from one).", nameof(source));
+        }
+
+        if (clause.WaitPolicy is LockWaitPolicy.NoWait or LockWaitPolicy.Timeout && !clause.UsesSavepoint)
+        {
+            // EF tracks the entities a query materializes; RowLock's savepoint is what lets it undo a half-read query.
+            throw new ArgumentException(
+                $"WithRowLock does not support WithoutSavepoint() ({clause}): a NOWAIT or timed lock in EF always runs in a savepoint. Lock the rows with one query instead of many, or use LockRowsAsync / LockRowsByKeyAsync on the context's NpgsqlTransaction.",
+                nameof(clause));
         }
 
         return source.Provider.CreateQuery<T>(Expression.Call(

@@ -5,7 +5,8 @@ namespace RowLock;
 /// <summary>
 /// A lock could not be had at once (<c>NOWAIT</c>) or within its timeout (<c>lock_timeout</c>): SQLSTATE
 /// <c>55P03</c>. The caller's transaction is still usable: RowLock rolled back to a savepoint it took before
-/// asking for the lock. <see cref="Exception.Message"/> is for developers and logs (SQLSTATE, clause or key);
+/// asking for the lock. Not so for a row lock asked for with <see cref="RowLockClause.WithoutSavepoint"/>: then the
+/// transaction is aborted and must be rolled back (the message says so). <see cref="Exception.Message"/> is for developers and logs (SQLSTATE, clause or key);
 /// <see cref="UserMessage"/> is a sentence a UI can show as is. <see cref="IsTransient"/> is true: trying again later may succeed.
 /// </summary>
 public sealed class LockNotAvailableException : RowLockException

@@ -26,7 +26,10 @@ public static class RowLockTransactionExtensions
     /// <param name="clause">Strength, wait policy and OF list, e.g. <c>RowLockClause.ForUpdate.NoWait()</c>.</param>
     /// <param name="cancellationToken">Cancels the statement, also while it waits for a lock.</param>
     /// <returns>The locked rows (with <c>SKIP LOCKED</c>, only those that were free).</returns>
-    /// <exception cref="LockNotAvailableException">With <c>NoWait()</c> or <c>WithTimeout</c>: a row was locked by someone else. The transaction is still usable.</exception>
+    /// <exception cref="LockNotAvailableException">
+    /// With <c>NoWait()</c> or <c>WithTimeout</c>: a row was locked by someone else. The transaction is still usable, unless
+    /// the clause has <see cref="RowLockClause.WithoutSavepoint"/>: then it is aborted and must be rolled back.
+    /// </exception>
     /// <exception cref="ArgumentException">
     /// Nothing was sent: the SQL is empty, not one statement (a <c>--</c> comment ends at a line feed or a carriage
     /// return), holds a string Npgsql would end elsewhere than PostgreSQL (an <c>E''</c> right after <c>@</c> or <c>:</c>,
@@ -42,7 +45,8 @@ public static class RowLockTransactionExtensions
     /// PostgreSQL refused what the text does not show (a view with DISTINCT or GROUP BY, an outer join inside a view, a
     /// user-defined aggregate, a function that fails). With the waiting and <c>SkipLocked()</c> policies the caller's
     /// transaction is then aborted and must be rolled back; with <c>NoWait()</c> and <c>WithTimeout</c>, which run in a
-    /// savepoint, RowLock rolls back to the savepoint and the transaction is still usable.
+    /// savepoint, RowLock rolls back to the savepoint and the transaction is still usable (not with
+    /// <see cref="RowLockClause.WithoutSavepoint"/>, which runs no savepoint: the transaction is aborted).
     /// </exception>
     /// <exception cref="InvalidOperationException">The transaction is completed or its connection is not open. Nothing was sent.</exception>
     public static Task<IReadOnlyList<T>> LockRowsAsync<T>(this NpgsqlTransaction transaction, string selectSql, object? param,
@@ -103,7 +107,10 @@ public static class RowLockTransactionExtensions
     /// <param name="cancellationToken">Cancels the statement, also while it waits for a lock.</param>
     /// <returns>The locked rows in ascending key order. Keys with no row are simply absent.</returns>
     /// <exception cref="ArgumentException">An empty key list, or a table or column name that is empty, has NUL or is longer than 63 bytes.</exception>
-    /// <exception cref="LockNotAvailableException">With <c>NoWait()</c> or <c>WithTimeout</c>: a row was locked by someone else.</exception>
+    /// <exception cref="LockNotAvailableException">
+    /// With <c>NoWait()</c> or <c>WithTimeout</c>: a row was locked by someone else. The transaction is still usable, unless
+    /// the clause has <see cref="RowLockClause.WithoutSavepoint"/>: then it is aborted and must be rolled back.
+    /// </exception>
     /// <exception cref="InvalidOperationException">The transaction is completed or its connection is not open. Nothing was sent.</exception>
     public static Task<IReadOnlyList<T>> LockRowsByKeyAsync<T, TKey>(this NpgsqlTransaction transaction, string table, string keyColumn,
         IEnumerable<TKey> keys, RowLockClause clause, CancellationToken cancellationToken = default)
@@ -162,6 +169,11 @@ public static class RowLockTransactionExtensions
     private static async Task<IReadOnlyList<T>> QueryLockedCoreAsync<T>(NpgsqlConnection connection, NpgsqlTransaction transaction,
         string lockingSql, object? param, RowLockClause clause, CancellationToken cancellationToken)
     {
+        if (clause.SkipsSavepoint)
+        {
+            return await LockWithoutSavepoint.QueryAsync<T>(connection, transaction, lockingSql, param, clause, cancellationToken).ConfigureAwait(false);
+        }
+
         switch (clause.WaitPolicy)
         {
             case LockWaitPolicy.Wait:
