@@ -1,4 +1,5 @@
 using Dapper;
+using Npgsql;
 using RowLock.Tests.Infrastructure;
 
 namespace RowLock.Tests;
@@ -186,5 +187,68 @@ public sealed class FinalWriteAdversarialTests(DatabaseFixture db) : IClassFixtu
                 return 5;
             }
         }
+    }
+
+    [Theory]
+    [InlineData("COPY {table} FROM STDIN")]
+    [InlineData("COPY {table} TO STDOUT")]
+    [InlineData("copy ({table}) from stdin")]
+    public async Task A_COPY_cannot_travel_in_the_commit_batch_and_is_refused_before_anything_is_sent(string write)
+    {
+        var table = await db.CreateHotRowTableAsync("final_copy");
+        var sql = write.Replace("{table}", table, StringComparison.Ordinal);
+
+        await Runner().RunAsync(async (tx, ct) =>
+        {
+            await tx.Connection!.ExecuteAsync($"UPDATE {table} SET v = 1 WHERE id = 1", transaction: tx);
+            Assert.Throws<ArgumentException>("sql", () => tx.DeferUntilCommit(sql));
+        });
+
+        await using var connection = await db.DataSource.OpenConnectionAsync();
+        await using var plain = await connection.BeginTransactionAsync();
+        await Assert.ThrowsAsync<ArgumentException>("sql", () => plain.ExecuteAndCommitAsync(sql));
+        Assert.Equal(1, await connection.ExecuteScalarAsync<int>($"SELECT v FROM {table} WHERE id = 1", transaction: plain)); // still usable
+    }
+
+    [Fact]
+    public async Task A_deferred_write_after_the_work_swallowed_an_error_reports_the_swallowed_error_and_is_not_retried()
+    {
+        var table = await db.CreateHotRowTableAsync("final_swallowed");
+        var runs = 0;
+
+        var e = await Record.ExceptionAsync(() => Runner().RunAsync(async (tx, ct) =>
+        {
+            runs++;
+            await tx.Connection!.ExecuteAsync($"UPDATE {table} SET v = 3 WHERE id = 1", transaction: tx);
+            try
+            {
+                await tx.Connection!.ExecuteAsync($"INSERT INTO {table} VALUES (1, 0)", transaction: tx);
+            }
+            catch (PostgresException)
+            {
+                // swallowed
+            }
+
+            tx.DeferUntilCommit($"UPDATE {table} SET v = 4 WHERE id = 1");
+        }));
+
+        Assert.Equal(PostgresErrorCodes.InFailedSqlTransaction, Assert.IsType<RowLockException>(e).SqlState);
+        Assert.Equal(1, runs);
+        Assert.Equal(0, await db.ScalarAsync<int>($"SELECT v FROM {table} WHERE id = 1"));
+    }
+
+    [Fact]
+    public async Task A_deferred_write_whose_parameter_Npgsql_cannot_send_fails_as_itself_not_as_an_unknown_commit()
+    {
+        var table = await db.CreateHotRowTableAsync("final_badparam");
+
+        var e = await Record.ExceptionAsync(() => Runner().RunAsync(async (tx, ct) =>
+        {
+            await tx.Connection!.ExecuteAsync($"UPDATE {table} SET v = 3 WHERE id = 1", transaction: tx);
+            tx.DeferUntilCommit($"UPDATE {table} SET v = @v WHERE id = 1", new { v = 5UL });
+        }));
+
+        Assert.IsNotType<CommitOutcomeUnknownException>(e);
+        Assert.Equal(0, await db.ScalarAsync<int>($"SELECT v FROM {table} WHERE id = 1"));
     }
 }
