@@ -92,7 +92,7 @@ public sealed class FinalWriteTests(DatabaseFixture db) : IClassFixture<Database
             tx.DeferUntilCommit($"UPDATE {table} SET v = @V WHERE id = 1", changing);
             changing.V = 99; // read when deferred: 10 is written
 
-            tx.DeferUntilCommit($"UPDATE {table} SET v = v + 1 WHERE id IN @ids", new { ids = new[] { 2, 3 } });
+            tx.DeferUntilCommit($"UPDATE {table} SET v = v + 1 WHERE id = ANY(@ids)", new { ids = new[] { 2, 3 } });
             tx.DeferUntilCommit($"UPDATE {table} SET v = v + @by WHERE id = @id", new[] { new { id = 4, by = 5 }, new { id = 4, by = 7 } });
 
             var dynamic = new DynamicParameters();

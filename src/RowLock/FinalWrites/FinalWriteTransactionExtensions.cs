@@ -25,7 +25,7 @@ public static class FinalWriteTransactionExtensions
     /// <param name="param">Dapper parameters, or null. Read now: changing the object afterwards changes nothing. A list of
     /// parameter objects defers the statement once per element, as Dapper's <c>Execute</c> runs it once per element.</param>
     /// <exception cref="ArgumentException">The SQL is empty, holds more than one statement, or controls the transaction
-    /// (BEGIN, COMMIT, ROLLBACK, SAVEPOINT, ...). Nothing was queued.</exception>
+    /// (BEGIN, COMMIT, ROLLBACK, SAVEPOINT, ...), or is a COPY. Nothing was queued.</exception>
     /// <exception cref="InvalidOperationException">The transaction is not one a <see cref="TransactionRunner"/> is running a
     /// unit of work on (commit it yourself with <see cref="ExecuteAndCommitAsync"/>), or the work has already returned.</exception>
     public static void DeferUntilCommit(this NpgsqlTransaction transaction, string sql, object? param = null)
@@ -50,7 +50,7 @@ public static class FinalWriteTransactionExtensions
     /// <param name="cancellationToken">Observed before anything is sent. Once the write and COMMIT are sent they are not
     /// cancelled: a cancelled COMMIT would leave its outcome unknown on purpose.</param>
     /// <returns>The number of rows the write affected (from a list of parameter objects: the sum).</returns>
-    /// <exception cref="ArgumentException">The SQL is empty, holds more than one statement, or controls the transaction. Nothing was sent.</exception>
+    /// <exception cref="ArgumentException">The SQL is empty, holds more than one statement, controls the transaction, or is a COPY. Nothing was sent.</exception>
     /// <exception cref="InvalidOperationException">The transaction is completed, or is a <see cref="TransactionRunner"/>'s (the runner commits it;
     /// use <see cref="DeferUntilCommit"/>). Nothing was sent.</exception>
     /// <exception cref="PostgresException">The write or COMMIT failed (e.g. 40001, 23505): nothing was committed. After a failed write

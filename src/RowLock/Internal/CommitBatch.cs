@@ -67,11 +67,13 @@ internal sealed class CommitBatch : IAsyncDisposable
     /// <summary>
     /// After a server error: did it come before the statement ahead of COMMIT completed? Then COMMIT never ran (a server
     /// error ends the batch: nothing after the failed statement runs) and the transaction is rolled back for certain.
+    /// A batch that is COMMIT alone (a list of parameter objects with no element defers no write) has nothing before
+    /// COMMIT: its error is COMMIT's own.
     /// </summary>
     public bool FailedBeforeCommit()
     {
         var commands = _batch.BatchCommands;
-        return commands.Count == 1 || !Completed(commands[^2]);
+        return commands.Count > 1 && !Completed(commands[^2]);
     }
 
     /// <summary>After a server error: did the runner's check fail (every deferred write completed, the check did not)?

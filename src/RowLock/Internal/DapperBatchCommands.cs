@@ -9,18 +9,25 @@ namespace RowLock.Internal;
 /// <summary>
 /// Turns SQL and Dapper parameters into <see cref="NpgsqlBatchCommand"/>s without sending anything, so a write can
 /// travel in a batch with COMMIT and still get exactly Dapper's parameter handling (anonymous objects,
-/// <see cref="DynamicParameters"/>, type handlers, <c>IN @list</c> expansion, one execution per element of a list of
+/// <see cref="DynamicParameters"/>, type handlers, array parameters, one execution per element of a list of
 /// parameter objects). Dapper "executes" against a connection that only records each command it is given.
+/// As on an NpgsqlConnection, arrays are sent as array parameters: <c>IN @list</c> is not expanded (use <c>= ANY(@list)</c>).
 /// </summary>
 internal static class DapperBatchCommands
 {
     public static void Record(List<NpgsqlBatchCommand> into, string sql, object? param)
     {
-        using var connection = new RecordingConnection(into);
+        using var connection = new NpgsqlConnection(into);
         connection.Execute(sql, param);
     }
 
-    private sealed class RecordingConnection(List<NpgsqlBatchCommand> into) : DbConnection
+    /// <summary>
+    /// The recording connection. Named NpgsqlConnection on purpose: Dapper chooses its array handling by the
+    /// connection's type name, and for NpgsqlConnection it sends an array as one array parameter (<c>= ANY(@ids)</c>,
+    /// an <c>int[]</c> value) instead of expanding it into <c>(@ids1, @ids2)</c>. A deferred write must get the
+    /// parameters the same statement gets through Dapper on the transaction's own connection.
+    /// </summary>
+    private sealed class NpgsqlConnection(List<NpgsqlBatchCommand> into) : DbConnection
     {
         [AllowNull]
         public override string ConnectionString { get; set; } = "RowLock deferred writes";
@@ -45,7 +52,8 @@ internal static class DapperBatchCommands
 
         protected override DbTransaction BeginDbTransaction(IsolationLevel isolationLevel) => throw new NotSupportedException();
 
-        protected override DbCommand CreateDbCommand() => new RecordingCommand(into);
+        // Dapper asks the command's connection, as a provider's CreateCommand sets it.
+        protected override DbCommand CreateDbCommand() => new RecordingCommand(into) { Connection = this };
     }
 
     private sealed class RecordingCommand(List<NpgsqlBatchCommand> into) : DbCommand

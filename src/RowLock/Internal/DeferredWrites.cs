@@ -32,7 +32,7 @@ internal sealed class DeferredWrites
     /// <summary>Closes the attempt's queue; the transaction object may be reused for another transaction after this.</summary>
     public static void End(NpgsqlTransaction transaction, DeferredWrites writes)
     {
-        writes._sealed = true;
+        writes.Seal();
         if (Attempts.TryGetValue(transaction, out var current) && ReferenceEquals(current, writes))
         {
             Attempts.Remove(transaction);
@@ -42,17 +42,36 @@ internal sealed class DeferredWrites
     public static DeferredWrites? For(NpgsqlTransaction transaction) => Attempts.TryGetValue(transaction, out var writes) ? writes : null;
 
     /// <summary>Queues one write; Dapper prepares its parameters now, so later changes to <paramref name="param"/> do not matter.</summary>
+    /// <remarks>A deferral may race the commit (a task the work started and did not await): the write is recorded
+    /// aside, then queued under the lock only if the queue is still open, so it is either sent or refused, never dropped
+    /// after its call returned.</remarks>
     public void Add(string sql, object? param)
     {
-        if (_sealed)
+        ThrowIfSealed();
+        var recorded = new List<NpgsqlBatchCommand>();
+        DapperBatchCommands.Record(recorded, sql, param);
+        lock (_commands)
+        {
+            ThrowIfSealed();
+            _commands.AddRange(recorded);
+        }
+    }
+
+    /// <summary>No write may be added once the commit batch is being built.</summary>
+    public void Seal()
+    {
+        lock (_commands)
+        {
+            _sealed = true;
+        }
+    }
+
+    private void ThrowIfSealed()
+    {
+        if (Volatile.Read(ref _sealed))
         {
             throw new InvalidOperationException(
                 "The unit of work has already returned and its commit has begun; a write deferred now would never be sent. Defer writes from inside the work, before it returns.");
         }
-
-        DapperBatchCommands.Record(_commands, sql, param);
     }
-
-    /// <summary>No write may be added once the commit batch is being built.</summary>
-    public void Seal() => _sealed = true;
 }

@@ -73,6 +73,14 @@ internal static class SqlText
                     $"The SQL starts with {control.ToUpperInvariant()}, which controls the transaction. The write is sent just before COMMIT, which RowLock sends itself; pass a data-changing statement.", paramName);
             }
         }
+
+        // COPY FROM STDIN waits for data and COPY TO STDOUT streams it: neither can run in a batch ahead of COMMIT, and
+        // Npgsql would break the connection with the COMMIT sent, an unknown outcome.
+        if (first.Equals("copy", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new ArgumentException(
+                "The SQL is a COPY, which cannot travel in a batch with COMMIT. Send it on the transaction before (NpgsqlConnection.BeginBinaryImport and friends) and pass a data-changing statement here.", paramName);
+        }
     }
 
     /// <summary>Statements that begin, end or split a transaction (PREPARE TRANSACTION included: PREPARE is refused whole).</summary>
