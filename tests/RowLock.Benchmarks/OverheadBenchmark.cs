@@ -43,6 +43,26 @@ internal static class OverheadBenchmark
         });
     }
 
+    /// <summary>The runner with the update deferred to its commit round trip: the same three round trips as hand-written.</summary>
+    public static Func<Task> RunnerDeferred(NpgsqlDataSource dataSource)
+    {
+        var runner = new TransactionRunner(dataSource);
+        return () => runner.RunAsync(async (tx, ct) =>
+        {
+            var rows = await tx.LockRowsAsync<int>("SELECT v FROM bench_row WHERE id = 1", null, RowLockClause.ForUpdate, ct);
+            tx.DeferUntilCommit("UPDATE bench_row SET v = @v WHERE id = 1", new { v = rows[0] + 1 });
+        });
+    }
+
+    /// <summary>The helper with the update sent with COMMIT (<c>ExecuteAndCommitAsync</c>): two round trips.</summary>
+    public static Func<Task> HelperCommitted(NpgsqlDataSource dataSource) => async () =>
+    {
+        await using var connection = await dataSource.OpenConnectionAsync();
+        await using var tx = await connection.BeginTransactionAsync();
+        var rows = await tx.LockRowsAsync<int>("SELECT v FROM bench_row WHERE id = 1", null, RowLockClause.ForUpdate);
+        await tx.ExecuteAndCommitAsync("UPDATE bench_row SET v = @v WHERE id = 1", new { v = rows[0] + 1 });
+    };
+
     public static async Task<string> RunAsync(BenchContext context)
     {
         await context.ExecuteAsync("DROP TABLE IF EXISTS bench_row; CREATE TABLE bench_row (id int PRIMARY KEY, v int NOT NULL); INSERT INTO bench_row VALUES (1, 0);");
@@ -51,6 +71,8 @@ internal static class OverheadBenchmark
             ("hand-written Npgsql", Hand(context.DataSource)),
             ("RowLock LockRowsAsync", Helper(context.DataSource)),
             ("RowLock TransactionRunner", Runner(context.DataSource)),
+            ("RowLock TransactionRunner, update deferred to COMMIT", RunnerDeferred(context.DataSource)),
+            ("RowLock LockRowsAsync + ExecuteAndCommitAsync", HelperCommitted(context.DataSource)),
         };
         var ops = context.Quick ? 300 : 2000;
         var rounds = context.Quick ? 5 : 10;
@@ -102,7 +124,7 @@ internal static class OverheadBenchmark
         var target = new NpgsqlConnectionStringBuilder(context.ConnectionString);
         await using var proxy = new RoundTripProxy(target.Host!, target.Port);
         await using var proxied = NpgsqlDataSource.Create(new NpgsqlConnectionStringBuilder(context.ConnectionString) { Host = "127.0.0.1", Port = proxy.Port, MaxPoolSize = 1 }.ConnectionString);
-        Func<Task>[] ops = [Hand(proxied), Helper(proxied), Runner(proxied)];
+        Func<Task>[] ops = [Hand(proxied), Helper(proxied), Runner(proxied), RunnerDeferred(proxied), HelperCommitted(proxied)];
         var result = new double[sideCount];
         for (var s = 0; s < sideCount; s++)
         {

@@ -43,17 +43,9 @@ internal sealed class CommitBatch : IAsyncDisposable
     /// <returns>The rows the deferred writes affected, summed.</returns>
     public async Task<int> ExecuteAsync()
     {
-        var reader = await _batch.ExecuteReaderAsync(CancellationToken.None).ConfigureAwait(false);
-        await using (reader.ConfigureAwait(false))
-        {
-            do
-            {
-                while (await reader.ReadAsync(CancellationToken.None).ConfigureAwait(false))
-                {
-                }
-            }
-            while (await reader.NextResultAsync(CancellationToken.None).ConfigureAwait(false));
-        }
+        // ExecuteNonQuery reads every statement's result (rows of a RETURNING or of the check are skipped) and throws the
+        // first server error; it allocates less than walking a reader.
+        await _batch.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
 
         var rows = 0;
         foreach (var write in _writes)
