@@ -104,23 +104,7 @@ internal static class QueueBenchmark
         return text.ToString();
     }
 
-    private static async Task<int> HandClaimAsync(NpgsqlDataSource dataSource, int batch)
-    {
-        await using var connection = await dataSource.OpenConnectionAsync();
-        await using var tx = await connection.BeginTransactionAsync();
-        await using var select = new NpgsqlCommand($"SELECT id FROM bench_jobs WHERE NOT done ORDER BY id LIMIT {batch} FOR UPDATE SKIP LOCKED", connection, tx);
-        var ids = new List<long>();
-        await using (var reader = await select.ExecuteReaderAsync())
-        {
-            while (await reader.ReadAsync())
-            {
-                ids.Add(reader.GetInt64(0));
-            }
-        }
-
-        await CompleteAsync(connection, tx, ids);
-        return ids.Count;
-    }
+    private static Task<int> HandClaimAsync(NpgsqlDataSource dataSource, int batch) => HandWrittenClaimAsync(dataSource, batch, "FOR UPDATE SKIP LOCKED");
 
     private static async Task FillAsync(BenchContext context, int jobs)
     {
@@ -153,11 +137,13 @@ internal static class QueueBenchmark
     }
 
     /// <summary>The same claim with a plain FOR UPDATE: workers queue behind the first one's rows.</summary>
-    private static async Task<int> PlainAsync(NpgsqlDataSource dataSource, int batch)
+    private static Task<int> PlainAsync(NpgsqlDataSource dataSource, int batch) => HandWrittenClaimAsync(dataSource, batch, "FOR UPDATE");
+
+    private static async Task<int> HandWrittenClaimAsync(NpgsqlDataSource dataSource, int batch, string lockingClause)
     {
         await using var connection = await dataSource.OpenConnectionAsync();
         await using var tx = await connection.BeginTransactionAsync();
-        await using var select = new NpgsqlCommand($"SELECT id FROM bench_jobs WHERE NOT done ORDER BY id LIMIT {batch} FOR UPDATE", connection, tx);
+        await using var select = new NpgsqlCommand($"SELECT id FROM bench_jobs WHERE NOT done ORDER BY id LIMIT {batch} {lockingClause}", connection, tx);
         var ids = new List<long>();
         await using (var reader = await select.ExecuteReaderAsync())
         {

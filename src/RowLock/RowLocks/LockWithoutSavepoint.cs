@@ -25,11 +25,7 @@ internal static class LockWithoutSavepoint
             // The caller's lock_timeout is saved and put back in the same round trip when the lock is granted. When it is
             // not, the transaction is aborted, and the rollback the caller must do undoes the SET LOCAL with everything else.
             var sql = $"{LockTimeout.Save};\n{LockTimeout.SetLocal(clause.Timeout!.Value)};\n{lockingSql};\n{LockTimeout.Restore}";
-            using var grid = await connection.QueryMultipleAsync(new CommandDefinition(sql, param, transaction, cancellationToken: cancellationToken)).ConfigureAwait(false);
-            await grid.ReadAsync<string>().ConfigureAwait(false);
-            var locked = (await grid.ReadAsync<T>().ConfigureAwait(false)).AsList();
-            await grid.ReadAsync<string>().ConfigureAwait(false);
-            return locked;
+            return await LockTimeout.QueryTimedAsync<T>(connection, transaction, sql, param, cancellationToken).ConfigureAwait(false);
         }
         catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable)
         {

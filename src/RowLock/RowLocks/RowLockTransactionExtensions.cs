@@ -202,11 +202,7 @@ public static class RowLockTransactionExtensions
                 try
                 {
                     var sql = $"SAVEPOINT {Savepoint};\n{LockTimeout.Save};\n{LockTimeout.SetLocal(clause.Timeout!.Value)};\n{lockingSql};\n{LockTimeout.Restore};\nRELEASE SAVEPOINT {Savepoint}";
-                    using var grid = await connection.QueryMultipleAsync(new CommandDefinition(sql, param, transaction, cancellationToken: cancellationToken)).ConfigureAwait(false);
-                    await grid.ReadAsync<string>().ConfigureAwait(false);
-                    var locked = (await grid.ReadAsync<T>().ConfigureAwait(false)).AsList();
-                    await grid.ReadAsync<string>().ConfigureAwait(false);
-                    return locked;
+                    return await LockTimeout.QueryTimedAsync<T>(connection, transaction, sql, param, cancellationToken).ConfigureAwait(false);
                 }
                 catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable)
                 {
