@@ -20,17 +20,7 @@ internal static class SqlText
     /// <param name="claim">True for ClaimRowsAsync, which appends LIMIT n itself.</param>
     public static void ValidateSelect(string sql, string paramName, RowLockClause clause, bool claim)
     {
-        ArgumentNullException.ThrowIfNull(sql, paramName);
-        if (string.IsNullOrWhiteSpace(sql))
-        {
-            throw new ArgumentException("The SQL is empty. Pass one SELECT statement, without a locking clause.", paramName);
-        }
-
-        var tokens = SqlLexer.Tokenize(sql, paramName);
-        if (tokens.Count == 0)
-        {
-            throw new ArgumentException("The SQL holds no statement (only comments). Pass one SELECT statement.", paramName);
-        }
+        var tokens = Tokenize(sql, paramName, "one SELECT statement", ", without a locking clause");
 
         var of = clause.Tables;
         new LockedSelectRules(sql, tokens, paramName, of.Count == 0 ? null : of, claim, clause.WaitPolicy == LockWaitPolicy.SkipLocked).Check();
@@ -43,17 +33,7 @@ internal static class SqlText
     /// </summary>
     public static void ValidateWrite(string sql, string paramName)
     {
-        ArgumentNullException.ThrowIfNull(sql, paramName);
-        if (string.IsNullOrWhiteSpace(sql))
-        {
-            throw new ArgumentException("The SQL is empty. Pass one statement, e.g. an UPDATE.", paramName);
-        }
-
-        var tokens = SqlLexer.Tokenize(sql, paramName);
-        if (tokens.Count == 0)
-        {
-            throw new ArgumentException("The SQL holds no statement (only comments). Pass one statement, e.g. an UPDATE.", paramName);
-        }
+        var tokens = Tokenize(sql, paramName, "one statement", ", e.g. an UPDATE");
 
         foreach (var token in tokens)
         {
@@ -81,6 +61,24 @@ internal static class SqlText
             throw new ArgumentException(
                 "The SQL is a COPY, which cannot travel in a batch with COMMIT. Send it on the transaction before (NpgsqlConnection.BeginBinaryImport and friends) and pass a data-changing statement here.", paramName);
         }
+    }
+
+    /// <summary>The tokens of <paramref name="sql"/>; refuses null, empty and comment-only SQL, saying what to pass instead.</summary>
+    private static List<SqlToken> Tokenize(string sql, string paramName, string expected, string detail)
+    {
+        ArgumentNullException.ThrowIfNull(sql, paramName);
+        if (string.IsNullOrWhiteSpace(sql))
+        {
+            throw new ArgumentException($"The SQL is empty. Pass {expected}{detail}.", paramName);
+        }
+
+        var tokens = SqlLexer.Tokenize(sql, paramName);
+        if (tokens.Count == 0)
+        {
+            throw new ArgumentException($"The SQL holds no statement (only comments). Pass {expected}.", paramName);
+        }
+
+        return tokens;
     }
 
     /// <summary>Statements that begin, end or split a transaction (PREPARE TRANSACTION included: PREPARE is refused whole).</summary>
