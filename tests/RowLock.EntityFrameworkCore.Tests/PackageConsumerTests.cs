@@ -27,36 +27,7 @@ public sealed class PackageConsumerTests(EfFixture ef) : IClassFixture<EfFixture
                 Assert.True(File.Exists(Path.Combine(feed, $"{project}.{version}.nupkg")));
             }
 
-            await File.WriteAllTextAsync(Path.Combine(app, "nuget.config"), $"""
-                <?xml version="1.0" encoding="utf-8"?>
-                <configuration>
-                  <packageSources>
-                    <clear />
-                    <add key="local" value="{feed}" />
-                    <add key="nuget" value="https://api.nuget.org/v3/index.json" />
-                  </packageSources>
-                  <packageSourceMapping>
-                    <packageSource key="local"><package pattern="RowLock" /><package pattern="RowLock.EntityFrameworkCore" /></packageSource>
-                    <packageSource key="nuget"><package pattern="*" /></packageSource>
-                  </packageSourceMapping>
-                </configuration>
-                """);
-            await File.WriteAllTextAsync(Path.Combine(app, "Directory.Build.props"), "<Project />");
-            await File.WriteAllTextAsync(Path.Combine(app, "Directory.Packages.props"), "<Project />");
-            await File.WriteAllTextAsync(Path.Combine(app, "Consumer.csproj"), $"""
-                <Project Sdk="Microsoft.NET.Sdk">
-                  <PropertyGroup>
-                    <OutputType>Exe</OutputType>
-                    <TargetFramework>net10.0</TargetFramework>
-                    <Nullable>enable</Nullable>
-                    <ImplicitUsings>enable</ImplicitUsings>
-                    <TreatWarningsAsErrors>true</TreatWarningsAsErrors>
-                  </PropertyGroup>
-                  <ItemGroup>
-                    <PackageReference Include="RowLock.EntityFrameworkCore" Version="{version}" />
-                  </ItemGroup>
-                </Project>
-                """);
+            await DotnetCli.WriteConsumerProjectAsync(app, feed, version, "RowLock.EntityFrameworkCore", "RowLock", "RowLock.EntityFrameworkCore");
             await File.WriteAllTextAsync(Path.Combine(app, "Program.cs"), """
                 using Microsoft.EntityFrameworkCore;
                 using RowLock;

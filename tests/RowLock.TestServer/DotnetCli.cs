@@ -49,4 +49,44 @@ public static class DotnetCli
 
         return output;
     }
+
+    /// <summary>
+    /// Writes a console project into <paramref name="app"/> that references <paramref name="packageReference"/> at
+    /// <paramref name="version"/> and restores <paramref name="localPackages"/> only from <paramref name="feed"/> (everything
+    /// else from nuget.org), shielded from the repository's own Directory.*.props. Program.cs is the caller's.
+    /// </summary>
+    public static async Task WriteConsumerProjectAsync(string app, string feed, string version, string packageReference, params string[] localPackages)
+    {
+        var patterns = string.Concat(localPackages.Select(package => $"<package pattern=\"{package}\" />"));
+        await File.WriteAllTextAsync(Path.Combine(app, "nuget.config"), $"""
+            <?xml version="1.0" encoding="utf-8"?>
+            <configuration>
+              <packageSources>
+                <clear />
+                <add key="local" value="{feed}" />
+                <add key="nuget" value="https://api.nuget.org/v3/index.json" />
+              </packageSources>
+              <packageSourceMapping>
+                <packageSource key="local">{patterns}</packageSource>
+                <packageSource key="nuget"><package pattern="*" /></packageSource>
+              </packageSourceMapping>
+            </configuration>
+            """).ConfigureAwait(false);
+        await File.WriteAllTextAsync(Path.Combine(app, "Directory.Build.props"), "<Project />").ConfigureAwait(false);
+        await File.WriteAllTextAsync(Path.Combine(app, "Directory.Packages.props"), "<Project />").ConfigureAwait(false);
+        await File.WriteAllTextAsync(Path.Combine(app, "Consumer.csproj"), $"""
+            <Project Sdk="Microsoft.NET.Sdk">
+              <PropertyGroup>
+                <OutputType>Exe</OutputType>
+                <TargetFramework>net10.0</TargetFramework>
+                <Nullable>enable</Nullable>
+                <ImplicitUsings>enable</ImplicitUsings>
+                <TreatWarningsAsErrors>true</TreatWarningsAsErrors>
+              </PropertyGroup>
+              <ItemGroup>
+                <PackageReference Include="{packageReference}" Version="{version}" />
+              </ItemGroup>
+            </Project>
+            """).ConfigureAwait(false);
+    }
 }

@@ -24,36 +24,7 @@ public sealed class PackageConsumerTests(DatabaseFixture db) : IClassFixture<Dat
             Assert.True(File.Exists(Path.Combine(feed, $"RowLock.{version}.nupkg")));
             Assert.True(File.Exists(Path.Combine(feed, $"RowLock.{version}.snupkg")));
 
-            await File.WriteAllTextAsync(Path.Combine(app, "nuget.config"), $"""
-                <?xml version="1.0" encoding="utf-8"?>
-                <configuration>
-                  <packageSources>
-                    <clear />
-                    <add key="local" value="{feed}" />
-                    <add key="nuget" value="https://api.nuget.org/v3/index.json" />
-                  </packageSources>
-                  <packageSourceMapping>
-                    <packageSource key="local"><package pattern="RowLock" /></packageSource>
-                    <packageSource key="nuget"><package pattern="*" /></packageSource>
-                  </packageSourceMapping>
-                </configuration>
-                """);
-            await File.WriteAllTextAsync(Path.Combine(app, "Directory.Build.props"), "<Project />");
-            await File.WriteAllTextAsync(Path.Combine(app, "Directory.Packages.props"), "<Project />");
-            await File.WriteAllTextAsync(Path.Combine(app, "Consumer.csproj"), $"""
-                <Project Sdk="Microsoft.NET.Sdk">
-                  <PropertyGroup>
-                    <OutputType>Exe</OutputType>
-                    <TargetFramework>net10.0</TargetFramework>
-                    <Nullable>enable</Nullable>
-                    <ImplicitUsings>enable</ImplicitUsings>
-                    <TreatWarningsAsErrors>true</TreatWarningsAsErrors>
-                  </PropertyGroup>
-                  <ItemGroup>
-                    <PackageReference Include="RowLock" Version="{version}" />
-                  </ItemGroup>
-                </Project>
-                """);
+            await DotnetCli.WriteConsumerProjectAsync(app, feed, version, "RowLock", "RowLock");
             await File.WriteAllTextAsync(Path.Combine(app, "Program.cs"), """
                 using Npgsql;
                 using RowLock;
