@@ -76,19 +76,7 @@ public static class FinalWriteTransactionExtensions
         var batch = new CommitBatch(connection, transaction, commands, marker: null);
         await using (batch.ConfigureAwait(false))
         {
-            try
-            {
-                return await batch.ExecuteAsync().ConfigureAwait(false);
-            }
-            catch (PostgresException e) when (batch.FailedBeforeCommit() || !RowLockPredicates.IsConnectionLoss(e))
-            {
-                // The write failed (COMMIT was skipped) or COMMIT failed: nothing was committed.
-                throw;
-            }
-            catch (Exception e) when (e is NpgsqlException or IOException)
-            {
-                throw new CommitOutcomeUnknownException(e);
-            }
+            return await batch.ExecuteAsync().ConfigureAwait(false);
         }
     }
 }

@@ -41,11 +41,25 @@ internal sealed class CommitBatch : IAsyncDisposable
 
     /// <summary>Sends the batch and reads every result. COMMIT is never cancelled half-way: that would make its outcome unknown on purpose.</summary>
     /// <returns>The rows the deferred writes affected, summed.</returns>
+    /// <exception cref="PostgresException">Nothing was committed: a statement before COMMIT failed (see <see cref="FailedBeforeCommit"/>),
+    /// or COMMIT itself was refused with an ordinary error (40001 under SERIALIZABLE, a deferred constraint).</exception>
+    /// <exception cref="CommitOutcomeUnknownException">The connection was lost once COMMIT may have run.</exception>
     public async Task<int> ExecuteAsync()
     {
-        // ExecuteNonQuery reads every statement's result (rows of a RETURNING or of the check are skipped) and throws the
-        // first server error; it allocates less than walking a reader.
-        await _batch.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+        try
+        {
+            // ExecuteNonQuery reads every statement's result (rows of a RETURNING or of the check are skipped) and throws
+            // the first server error; it allocates less than walking a reader.
+            await _batch.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (PostgresException e) when (FailedBeforeCommit() || !RowLockPredicates.IsConnectionLoss(e))
+        {
+            throw;
+        }
+        catch (Exception e) when (e is NpgsqlException or IOException)
+        {
+            throw new CommitOutcomeUnknownException(e);
+        }
 
         var rows = 0;
         foreach (var write in _writes)

@@ -198,15 +198,10 @@ internal static class UnitOfWorkAttempt
 
                 throw;
             }
-            catch (PostgresException e) when (!RowLockPredicates.IsConnectionLoss(e))
+            catch (CommitOutcomeUnknownException e)
             {
-                // COMMIT itself failed with an ordinary error (40001 under SERIALIZABLE, a deferred constraint): rolled back.
+                RunnerLog.CommitOutcomeUnknown(logger, e.InnerException ?? e);
                 throw;
-            }
-            catch (Exception e) when (e is NpgsqlException or IOException)
-            {
-                RunnerLog.CommitOutcomeUnknown(logger, e);
-                throw new CommitOutcomeUnknownException(e);
             }
         }
     }
