@@ -18,6 +18,7 @@ public static class Schema
             INSERT INTO stock VALUES (1, 'widget', 100) ON CONFLICT DO NOTHING;
             INSERT INTO documents VALUES (1, 'hello', 0) ON CONFLICT DO NOTHING;
             INSERT INTO orders VALUES (1, 0, 0) ON CONFLICT DO NOTHING;
+            INSERT INTO jobs (payload) SELECT 'demo job ' || n FROM generate_series(1, 10) AS n WHERE NOT EXISTS (SELECT FROM jobs);
             """,
             cancellationToken: cancellationToken));
     }

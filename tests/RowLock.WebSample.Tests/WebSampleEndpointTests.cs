@@ -37,6 +37,7 @@ public sealed class WebSampleEndpointTests(WebSampleApp app) : IClassFixture<Web
     public async Task Sixteen_concurrent_claimers_take_every_job_exactly_once()
     {
         const int jobs = 48;
+        await Database.ExecuteAsync("DELETE FROM jobs"); // the sample's demo jobs
         await Database.ExecuteAsync("INSERT INTO jobs (payload) SELECT 'job ' || n FROM generate_series(1, @jobs) AS n", new { jobs });
 
         var perWorker = await Task.WhenAll(Enumerable.Range(0, Requests).Select(async worker =>
