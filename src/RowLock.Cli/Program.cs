@@ -1,3 +1,4 @@
+using System.Reflection;
 using System.Text;
 using RowLock.Cli;
 using Spectre.Console.Cli;
@@ -15,6 +16,8 @@ var app = new CommandApp();
 app.Configure(config =>
 {
     config.SetApplicationName("rowlock");
+    // `rowlock --version` prints the package version (the informational version without its +commit suffix).
+    config.SetApplicationVersion(typeof(LocksCommand).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "unknown");
     config.AddCommand<LocksCommand>("locks")
         .WithDescription("Print who blocks whom in a PostgreSQL database: the lock-wait tree (or a Mermaid graph).")
         .WithExample("locks", "--connection", "Host=db;Username=ops;Database=shop")
