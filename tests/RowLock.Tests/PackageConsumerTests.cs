@@ -31,10 +31,15 @@ public sealed class PackageConsumerTests(DatabaseFixture db) : IClassFixture<Dat
                 using RowLock;
 
                 await using var dataSource = NpgsqlDataSource.Create(args[0]);
+                await using (var setup = dataSource.CreateCommand("CREATE TABLE IF NOT EXISTS consumer_answer (id int PRIMARY KEY, v int NOT NULL); INSERT INTO consumer_answer VALUES (1, 41) ON CONFLICT DO NOTHING"))
+                {
+                    await setup.ExecuteNonQueryAsync();
+                }
+
                 var runner = new TransactionRunner(dataSource);
                 var answer = await runner.RunAsync(async (tx, ct) =>
                 {
-                    var rows = await tx.LockRowsAsync<int>("SELECT 41 + 1", null, RowLockClause.ForUpdate, ct);
+                    var rows = await tx.LockRowsAsync<int>("SELECT v + 1 FROM consumer_answer WHERE id = 1", null, RowLockClause.ForUpdate, ct);
                     var mine = await tx.TryAcquireAdvisoryLockAsync(AdvisoryLockKey.FromName("consumer"), cancellationToken: ct);
                     return mine ? rows[0] : -1;
                 });
