@@ -35,11 +35,13 @@ internal static class UnitOfWorkAttempt
         IsolationLevel isolationLevel,
         ILogger logger,
         Func<NpgsqlTransaction, CancellationToken, Task<T>> work,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken,
+        TimeSpan lockWaitWarningThreshold = default)
     {
         var connection = await OpenAsync(dataSource, cancellationToken).ConfigureAwait(false);
         await using (connection.ConfigureAwait(false))
         {
+            using var watch = LockWaitWatch.Start(dataSource, connection.ProcessID, lockWaitWarningThreshold, logger, kind: null, repeat: true);
             var transaction = await connection.BeginTransactionAsync(isolationLevel, cancellationToken).ConfigureAwait(false);
             await using (transaction.ConfigureAwait(false))
             {
