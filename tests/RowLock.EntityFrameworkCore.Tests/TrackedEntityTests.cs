@@ -24,8 +24,9 @@ public sealed class TrackedEntityTests(EfFixture ef) : IClassFixture<EfFixture>
             {
                 await runner.RunAsync(async (db, ct) =>
                 {
-                    _ = await db.Counters.SingleAsync(c => c.Id == 10, ct); // an unlocked read: the context now tracks the counter
+                    var unlocked = await db.Counters.SingleAsync(c => c.Id == 10, ct); // an unlocked read: the context now tracks the counter
                     var counter = await db.Counters.Where(c => c.Id == 10).WithRowLock(RowLockClause.ForUpdate).SingleAsync(ct);
+                    Assert.Same(unlocked, counter);
                     counter.Value++;
                 });
             }
