@@ -72,7 +72,7 @@ public sealed class TrackedEntityTests(EfFixture ef) : IClassFixture<EfFixture>
     }
 
     [Fact]
-    public async Task With_NoWait_a_refused_tracked_entity_leaves_nothing_locked_by_the_query()
+    public async Task With_NoWait_a_refused_tracked_entity_keeps_its_state_and_the_transaction_goes_on()
     {
         await ef.Database.ExecuteAsync("DELETE FROM counters WHERE \"Id\" = 13; INSERT INTO counters VALUES (13, 0)");
         await using var db = ef.CreateContext();
@@ -83,6 +83,8 @@ public sealed class TrackedEntityTests(EfFixture ef) : IClassFixture<EfFixture>
         await Assert.ThrowsAsync<InvalidOperationException>(() => db.Counters.Where(c => c.Id == 13).WithRowLock(RowLockClause.ForUpdate.NoWait()).ToListAsync());
 
         Assert.Equal(EntityState.Deleted, db.Entry(counter).State);
-        Assert.False(await ef.Database.IsRowLockedAsync("counters", 13)); // rolled back to RowLock's savepoint
+        await db.SaveChangesAsync(); // the transaction is usable: the delete goes through
+        await tx.CommitAsync();
+        Assert.Equal(0L, await ef.Database.ScalarAsync<long>("SELECT count(*) FROM counters WHERE \"Id\" = 13"));
     }
 }

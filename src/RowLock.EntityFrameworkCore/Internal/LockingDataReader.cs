@@ -76,12 +76,9 @@ internal sealed class LockingDataReader(DbDataReader inner, DbCommand command, T
         if (row && refresher?.Refresh(inner) is { } refusal)
         {
             Drain();
-            if (savepoint)
-            {
-                RollBack(command);
-                tracked.DetachAll();
-            }
 
+            // Nothing failed on the server: draining ran the command to its end (RELEASE SAVEPOINT included), so the rows
+            // read so far stay locked and the entities read so far stay tracked, current and locked.
             throw refusal;
         }
 
@@ -104,12 +101,9 @@ internal sealed class LockingDataReader(DbDataReader inner, DbCommand command, T
         if (row && refresher?.Refresh(inner) is { } refusal)
         {
             await DrainAsync().ConfigureAwait(false);
-            if (savepoint)
-            {
-                await RollBackAsync(command).ConfigureAwait(false);
-                tracked.DetachAll();
-            }
 
+            // Nothing failed on the server: draining ran the command to its end (RELEASE SAVEPOINT included), so the rows
+            // read so far stay locked and the entities read so far stay tracked, current and locked.
             throw refusal;
         }
 

@@ -71,8 +71,9 @@ internal sealed class TrackedRowRefresher(DbContext context, IStateManager state
                     }
 
                     var member = entry.Property(property);
-                    member.OriginalValue = value;
                     member.CurrentValue = value;
+                    member.OriginalValue = value;
+                    member.IsModified = false;
                 }
 
             NextKey:;
