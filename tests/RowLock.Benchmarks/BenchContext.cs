@@ -2,8 +2,8 @@ using Npgsql;
 
 namespace RowLock.Benchmarks;
 
-/// <summary>What every benchmark gets: the data source, the connection string, and the run's size.</summary>
-internal sealed record BenchContext(NpgsqlDataSource DataSource, string ConnectionString, bool Quick)
+/// <summary>What every benchmark gets: the data source, the connection string, and the run's size (<see cref="Scale"/> multiplies the timed durations of the hot-row and network benchmarks).</summary>
+internal sealed record BenchContext(NpgsqlDataSource DataSource, string ConnectionString, bool Quick, double Scale = 1)
 {
     public async Task ExecuteAsync(string sql)
     {

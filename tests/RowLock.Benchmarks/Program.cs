@@ -5,9 +5,28 @@ using RowLock.Benchmarks;
 using RowLock.TestServer;
 
 // RowLock benchmarks: every comparison runs both sides in this process, on the same server, in the same run, alternating.
-// Usage: dotnet run -c Release --project tests/RowLock.Benchmarks -- [--quick] [--only overhead|hot-row|queue|advisory|ef|savepoint|overhead-profile] [--out PATH]
+const string Usage = """
+    Usage: dotnet run -c Release --project tests/RowLock.Benchmarks -- [options]
+      --quick          short runs (smoke test; numbers not for publishing)
+      --only KEY       one benchmark: overhead|overhead-bdn|hot-row|queue|advisory|ef|savepoint|network|overhead-profile
+      --scale X        multiply the timed durations of hot-row and network (and the network FIFO's job count) by X
+      --out PATH       where to write the report (default docs/benchmarks.md)
+    """;
+if (args is [DelayProxy.ChildArgument, var proxyHost, var proxyPort])
+{
+    await DelayProxy.RunChildAsync(proxyHost, int.Parse(proxyPort, CultureInfo.InvariantCulture));
+    return;
+}
+
+if (args.Contains("--help"))
+{
+    Console.WriteLine(Usage);
+    return;
+}
+
 var quick = args.Contains("--quick");
 var only = Option("--only");
+var scale = double.Parse(Option("--scale") ?? "1", CultureInfo.InvariantCulture);
 var output = Option("--out") ?? Path.Combine(RepositoryRoot(), "docs", "benchmarks.md");
 
 await using var server = await PostgresServer.StartAsync(new PostgresServerOptions
@@ -19,7 +38,7 @@ await using var server = await PostgresServer.StartAsync(new PostgresServerOptio
 var database = await server.CreateDatabaseAsync("bench");
 var connectionString = new NpgsqlConnectionStringBuilder(database) { MaxPoolSize = 64, NoResetOnClose = false }.ConnectionString;
 await using var dataSource = NpgsqlDataSource.Create(connectionString);
-var context = new BenchContext(dataSource, connectionString, quick);
+var context = new BenchContext(dataSource, connectionString, quick, scale);
 var version = await context.ScalarAsync<string>("SHOW server_version");
 
 var report = new StringBuilder();
@@ -28,17 +47,19 @@ report.AppendLine();
 report.AppendLine(CultureInfo.InvariantCulture, $"- date: {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
 report.AppendLine(CultureInfo.InvariantCulture, $"- machine: {Environment.ProcessorCount} cores, {Environment.OSVersion}, .NET {Environment.Version}");
 report.AppendLine(CultureInfo.InvariantCulture, $"- server: PostgreSQL {version}, {server.Description} (default fsync and synchronous_commit)");
-report.AppendLine(CultureInfo.InvariantCulture, $"- command: `dotnet run -c Release --project tests/RowLock.Benchmarks{(quick ? " -- --quick" : "")}`");
+report.AppendLine(CultureInfo.InvariantCulture, $"- command: `dotnet run -c Release --project tests/RowLock.Benchmarks{(args.Length > 0 ? " -- " + string.Join(' ', args) : "")}`");
 report.AppendLine();
 
 (string Key, string Title, Func<BenchContext, Task<string>> Run)[] benchmarks =
 [
     ("overhead", "1. Overhead, uncontended (and 5. allocations)", OverheadBenchmark.RunAsync),
+    ("overhead-bdn", "1b. Overhead and allocations, uncontended, measured by BenchmarkDotNet", OverheadBdn.RunAsync),
     ("hot-row", "2. Hot row under contention", HotRowBenchmark.RunAsync),
     ("queue", "3. Queue: SKIP LOCKED claims against plain FOR UPDATE (and 5. allocations)", QueueBenchmark.RunAsync),
     ("advisory", "4. Advisory locks", AdvisoryBenchmark.RunAsync),
     ("ef", "6. EF Core: WithRowLock against FromSql with a hand-written FOR UPDATE", EfBenchmark.RunAsync),
     ("savepoint", "7. Savepoints (subtransactions): N NOWAIT locks one by one while 16 readers run", SavepointBenchmark.RunAsync),
+    ("network", "8. Through a network: hot row and FIFO behind a delaying proxy (0.5 ms and 1.2 ms round trips)", NetworkBenchmark.RunAsync),
     ("overhead-profile", "Overhead profile: lock-update-commit one layer at a time", OverheadProfile.RunAsync),
 ];
 foreach (var (key, title, run) in benchmarks.Where(b => only is null ? b.Key != "overhead-profile" : b.Key == only))
