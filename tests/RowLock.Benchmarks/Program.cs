@@ -47,6 +47,7 @@ report.AppendLine();
 report.AppendLine(CultureInfo.InvariantCulture, $"- date: {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
 report.AppendLine(CultureInfo.InvariantCulture, $"- machine: {Environment.ProcessorCount} cores, {Environment.OSVersion}, .NET {Environment.Version}");
 report.AppendLine(CultureInfo.InvariantCulture, $"- server: PostgreSQL {version}, {server.Description} (default fsync and synchronous_commit)");
+report.AppendLine(CultureInfo.InvariantCulture, $"- load: 1-minute load average {LoadAverage()} at the start, {{END_LOAD}} at the end. The machine is shared: other builds and test runs ran beside this one, so CPU-bound numbers (µs/op, CPU per operation, direct throughput) are noisy; ratios of sides measured alternately in the same run are the figures to read.");
 report.AppendLine(CultureInfo.InvariantCulture, $"- command: `dotnet run -c Release --project tests/RowLock.Benchmarks{(args.Length > 0 ? " -- " + string.Join(' ', args) : "")}`");
 report.AppendLine();
 
@@ -72,6 +73,7 @@ foreach (var (key, title, run) in benchmarks.Where(b => only is null ? b.Key != 
 
 await dataSource.DisposeAsync();
 await server.DropDatabaseAsync(database);
+report.Replace("{END_LOAD}", LoadAverage());
 Directory.CreateDirectory(Path.GetDirectoryName(output)!);
 await File.WriteAllTextAsync(output, report.ToString());
 Console.WriteLine(report);
@@ -82,6 +84,9 @@ string? Option(string name)
     var i = Array.IndexOf(args, name);
     return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
 }
+
+static string LoadAverage() =>
+    File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Split(' ')[0] : "n/a";
 
 static string RepositoryRoot()
 {
