@@ -44,7 +44,7 @@ public sealed class RowLockQueryTests : IClassFixture<EfFixture>, IAsyncLifetime
             Assert.True(await _ef.Database.IsRowLockedAsync("orders", 4));
             Assert.False(await _ef.Database.IsRowLockedAsync("orders", 1)); // filtered out by Where
 
-            // PostgreSQL locks rows below OFFSET: the row Skip(1) skipped is locked too (documented in the README).
+            // PostgreSQL locks rows below OFFSET: the row Skip(1) skipped is locked too (documented in docs/ef-core.md).
             Assert.True(await _ef.Database.IsRowLockedAsync("orders", 2));
             await tx.CommitAsync();
         }
