@@ -65,7 +65,7 @@ report.AppendLine();
 ];
 foreach (var (key, title, run) in benchmarks.Where(b => only is null ? b.Key != "overhead-profile" : b.Key == only))
 {
-    Console.Error.WriteLine($"Running {title} ...");
+    Console.Error.WriteLine($"{DateTime.UtcNow:HH:mm:ss} Running {title} ...");
     report.AppendLine(CultureInfo.InvariantCulture, $"## {title}");
     report.AppendLine();
     report.AppendLine(await run(context));
