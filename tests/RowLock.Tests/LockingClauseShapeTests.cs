@@ -59,6 +59,9 @@ public sealed class LockingClauseShapeTests(DatabaseFixture db) : IClassFixture<
         ["a lone CR ends a -- comment"] = new("SELECT v FROM items WHERE id = 1 --c\r; SELECT hid FROM o", ForUpdate, "several statements", null),
         ["dollar-quote tag beyond U+00FF (Npgsql splits it)"] = new("SELECT $\u20AC$;$\u20AC$ AS s, id FROM items WHERE id = 1", ForUpdate, "dollar-quote tag", "unterminated dollar-quoted string"),
         ["Cyrillic dollar-quote tag (Npgsql splits it)"] = new("SELECT $\u0436$;$\u0436$ AS s, id FROM items WHERE id = 1", ForUpdate, "dollar-quote tag", "unterminated dollar-quoted string"),
+        ["subquery in the select list (never locked, read before the lock wait)"] = new("SELECT id, (SELECT max(v) FROM items) AS m FROM items WHERE id = 1", ForUpdate, "subquery in its select list", null),
+        ["function in FROM"] = new("SELECT g FROM generate_series(1, 2) g, pg_sleep(0) s", ForUpdate, "function pg_sleep()", null),
+        ["no FROM"] = new("SELECT (SELECT v FROM items WHERE id = 1) AS v", ForUpdate, "reads no table", null),
         ["a lone CR ends a -- comment in a claim"] = new("SELECT id FROM items --c\r; SELECT hid FROM o", null, "several statements", null),
     };
 
@@ -177,7 +180,7 @@ public sealed class LockingClauseShapeTests(DatabaseFixture db) : IClassFixture<
         ["U& quoted identifier holding ';'"] = new("SELECT id AS U&\"d;\" FROM items WHERE id = 1", ForUpdate, "", null),
         ["keywords inside identifiers"] = new("SELECT \"update\", updated_at, id AS deleted FROM items WHERE id = 1 AND v IS NOT DISTINCT FROM v AND left('ab', 1) = 'a'", ForUpdate, "", null),
         ["FOR UPDATE inside a WHERE subquery"] = new("SELECT id FROM items WHERE id = (SELECT id FROM items WHERE id = 1 FOR UPDATE)", ForShare(), "", null),
-        ["aggregates and DISTINCT inside a WHERE subquery"] = new("SELECT id, (SELECT max(v) FROM items) AS m FROM items WHERE id IN (SELECT DISTINCT id FROM items GROUP BY id HAVING count(*) > 0) AND id = 1", ForUpdate, "", null),
+        ["aggregates and DISTINCT inside a WHERE subquery"] = new("SELECT id FROM items WHERE id IN (SELECT DISTINCT id FROM items GROUP BY id HAVING count(*) > 0) AND id = 1", ForUpdate, "", null),
         ["WITH RECURSIVE with Of"] = new("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT i.id FROM items i JOIN r ON r.n = i.id WHERE i.id = 1", ForUpdate.Of("i"), "", null),
         ["WITH read joined to the table, with Of"] = new("WITH r AS (SELECT id FROM items WHERE id = 1) SELECT i.id, i.v FROM items i JOIN r ON r.id = i.id", ForUpdate.Of("i"), "", null),
         ["subquery in FROM"] = new("SELECT s.id FROM (SELECT id FROM items WHERE id = 1) s", ForUpdate, "", null),

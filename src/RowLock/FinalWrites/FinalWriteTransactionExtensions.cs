@@ -73,7 +73,7 @@ public static class FinalWriteTransactionExtensions
         var commands = new List<NpgsqlBatchCommand>();
         DapperBatchCommands.Record(commands, sql, param);
         cancellationToken.ThrowIfCancellationRequested();
-        var batch = new CommitBatch(connection, transaction, commands, marker: null);
+        var batch = new CommitBatch(connection, transaction, commands, checkRunnerSavepoint: false);
         await using (batch.ConfigureAwait(false))
         {
             return await batch.ExecuteAsync().ConfigureAwait(false);

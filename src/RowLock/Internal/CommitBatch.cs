@@ -12,16 +12,18 @@ namespace RowLock.Internal;
 /// </summary>
 internal sealed class CommitBatch : IAsyncDisposable
 {
-    /// <summary>1 when the transaction carries this attempt's marker; otherwise 1/0 fails (22012), so COMMIT never runs.
-    /// <c>current_setting</c> is stable, not immutable, so the planner cannot fold the division into an error up front.</summary>
-    private const string CheckSql = "SELECT 1 / coalesce((pg_catalog.current_setting('rowlock.unit_of_work', true) = $1)::int, 0)";
+    /// <summary>Succeeds only in the transaction the runner began, which holds its savepoint; in another one (the work
+    /// ended the runner's and began a new one) it fails with 3B001, so COMMIT never runs. Placed after the deferred writes:
+    /// they then run in the same subtransaction as the work, so a row the work locked and a deferred write updates keeps one
+    /// locker (no multixact).</summary>
+    private const string CheckSql = "RELEASE SAVEPOINT " + UnitOfWorkAttempt.SavepointName;
 
     private readonly NpgsqlBatch _batch;
     private readonly IReadOnlyList<NpgsqlBatchCommand> _writes;
     private readonly NpgsqlBatchCommand? _check;
     private readonly NpgsqlBatchCommand _commit = new("COMMIT");
 
-    public CommitBatch(NpgsqlConnection connection, NpgsqlTransaction transaction, IReadOnlyList<NpgsqlBatchCommand> writes, string? marker)
+    public CommitBatch(NpgsqlConnection connection, NpgsqlTransaction transaction, IReadOnlyList<NpgsqlBatchCommand> writes, bool checkRunnerSavepoint)
     {
         _batch = new NpgsqlBatch(connection, transaction);
         _writes = writes;
@@ -30,9 +32,9 @@ internal sealed class CommitBatch : IAsyncDisposable
             _batch.BatchCommands.Add(write);
         }
 
-        if (marker is not null)
+        if (checkRunnerSavepoint)
         {
-            _check = new NpgsqlBatchCommand(CheckSql) { Parameters = { new NpgsqlParameter { Value = marker } } };
+            _check = new NpgsqlBatchCommand(CheckSql);
             _batch.BatchCommands.Add(_check);
         }
 
@@ -83,7 +85,7 @@ internal sealed class CommitBatch : IAsyncDisposable
     }
 
     /// <summary>After a server error: did the runner's check fail (every deferred write completed, the check did not)?
-    /// With 22012, the transaction is not the one the runner began.</summary>
+    /// With 3B001, the transaction is not the one the runner began.</summary>
     public bool CheckFailed() => _check is not null && !Completed(_check) && _writes.All(Completed);
 
     private static bool Completed(NpgsqlBatchCommand command) => command.StatementType != StatementType.Unknown;

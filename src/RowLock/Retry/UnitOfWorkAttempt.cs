@@ -9,30 +9,38 @@ namespace RowLock.Internal;
 /// and the commit protocol that tells "rolled back for certain" (safe to retry) from "outcome unknown" (never retried).
 /// </summary>
 /// <remarks>
-/// <para>The marker: a transaction-local setting, sent with BEGIN in the attempt's first round trip. The commit batch
-/// checks it before COMMIT, so a work that ended the runner's transaction itself (a raw <c>COMMIT; BEGIN</c>) is caught
-/// before the runner commits a transaction it did not begin. That first round trip also finds a pooled connection the
-/// server has already closed (idle_session_timeout) before the work runs.</para>
+/// <para>The marker: a savepoint the runner creates right after BEGIN. Npgsql sends neither BEGIN nor a savepoint on its
+/// own: both travel in front of the work's first statement, so the attempt costs no round trip of the runner's own and
+/// the transaction's snapshot (REPEATABLE READ, SERIALIZABLE) is taken by the work's first statement, as in hand-written
+/// code (BEGIN and SAVEPOINT take no snapshot). The commit batch releases the savepoint before COMMIT: a work that ended
+/// the runner's transaction itself and began another one (a raw <c>COMMIT; BEGIN</c>, <c>COMMIT AND CHAIN</c>) has lost
+/// it, so the release fails (3B001) and the server skips COMMIT. The price is one subtransaction per unit of work (a
+/// second transaction id when the work writes).</para>
+/// <para>A pooled connection the server has already closed (idle_session_timeout, a dead route) fails the work's first
+/// statement; nothing was committed, so the attempt is retried on a fresh connection.</para>
 /// <para>The commit batch is <c>deferred writes; check; COMMIT</c> in one round trip (<see cref="CommitBatch"/>). PostgreSQL executes them in order and skips the
 /// rest of the batch after an error, so a server error reported for the check proves COMMIT never ran: an aborted
-/// transaction (25P02), a foreign transaction (the check divides by zero, 22012), or a session the server ended while
-/// the connection sat idle (FATAL, e.g. 57P01), which is a certain rollback and so retryable. Only a failure once the
-/// check has answered, or a lost connection with no server error, leaves the outcome of COMMIT unknown.</para>
+/// transaction (25P02), a foreign transaction (no savepoint, 3B001), or a session the server ended while the connection
+/// sat idle (FATAL, e.g. 57P01), which is a certain rollback and so retryable. Only a failure once the check has
+/// answered, or a lost connection with no server error, leaves the outcome of COMMIT unknown.</para>
 /// </remarks>
 internal static class UnitOfWorkAttempt
 {
-    private const string MarkSql = "SELECT pg_catalog.set_config('rowlock.unit_of_work', $1, true)";
+    /// <summary>The savepoint that marks the runner's transaction; the commit batch releases it (<see cref="CommitBatch"/>).</summary>
+    public const string SavepointName = "rowlock_unit_of_work";
 
     public static async Task<T> RunAsync<T>(
         NpgsqlDataSource dataSource,
         IsolationLevel isolationLevel,
         ILogger logger,
         Func<NpgsqlTransaction, CancellationToken, Task<T>> work,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken,
+        TimeSpan lockWaitWarningThreshold = default)
     {
         var connection = await OpenAsync(dataSource, cancellationToken).ConfigureAwait(false);
         await using (connection.ConfigureAwait(false))
         {
+            using var watch = LockWaitWatch.Start(dataSource, connection.ProcessID, lockWaitWarningThreshold, logger, kind: null, repeat: true);
             var transaction = await connection.BeginTransactionAsync(isolationLevel, cancellationToken).ConfigureAwait(false);
             await using (transaction.ConfigureAwait(false))
             {
@@ -52,11 +60,10 @@ internal static class UnitOfWorkAttempt
         CancellationToken cancellationToken)
     {
         var connection = transaction.Connection ?? throw new InvalidOperationException("The runner's transaction has no connection.");
-        var marker = Guid.NewGuid().ToString("N");
         var writes = DeferredWrites.Begin(transaction);
         try
         {
-            return await RunMarkedAsync(connection, transaction, writes, marker, logger, work, cancellationToken).ConfigureAwait(false);
+            return await RunMarkedAsync(connection, transaction, writes, logger, work, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
@@ -68,21 +75,12 @@ internal static class UnitOfWorkAttempt
         NpgsqlConnection connection,
         NpgsqlTransaction transaction,
         DeferredWrites writes,
-        string marker,
         ILogger logger,
         Func<CancellationToken, Task<T>> work,
         CancellationToken cancellationToken)
     {
-        try
-        {
-            await MarkAsync(connection, transaction, marker, cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception e) when (BrokeTheConnection(e, connection, cancellationToken))
-        {
-            // The first round trip (BEGIN and the marker) got no answer within Command Timeout on a connection whose
-            // route died while it sat in the pool: nothing of the work was sent, so a fresh connection may retry.
-            throw ConnectionLostBeforeCommitException.BrokeDuringWork(e);
-        }
+        // Prepended, not sent: it travels with BEGIN in front of the work's first statement.
+        transaction.Save(SavepointName);
 
         T result;
         try
@@ -116,7 +114,7 @@ internal static class UnitOfWorkAttempt
                 "The work committed or rolled back the runner's transaction itself. The runner owns it: return from the work to commit, throw to roll back.");
         }
 
-        await CommitAsync(connection, transaction, writes, marker, logger).ConfigureAwait(false);
+        await CommitAsync(connection, transaction, writes, logger).ConfigureAwait(false);
         return result;
     }
 
@@ -160,20 +158,11 @@ internal static class UnitOfWorkAttempt
         }
     }
 
-    private static async Task MarkAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string marker, CancellationToken cancellationToken)
-    {
-        var command = new NpgsqlCommand(MarkSql, connection, transaction) { Parameters = { new NpgsqlParameter { Value = marker } } };
-        await using (command.ConfigureAwait(false))
-        {
-            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        }
-    }
-
     /// <summary>The deferred writes, the check and COMMIT in one round trip (see <see cref="CommitBatch"/>).</summary>
-    private static async Task CommitAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, DeferredWrites writes, string marker, ILogger logger)
+    private static async Task CommitAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, DeferredWrites writes, ILogger logger)
     {
         writes.Seal();
-        var batch = new CommitBatch(connection, transaction, writes.Commands, marker);
+        var batch = new CommitBatch(connection, transaction, writes.Commands, checkRunnerSavepoint: true);
         await using (batch.ConfigureAwait(false))
         {
             try
@@ -191,7 +180,7 @@ internal static class UnitOfWorkAttempt
                     throw SwallowedError(e);
                 }
 
-                if (batch.CheckFailed() && e.SqlState == PostgresErrorCodes.DivisionByZero)
+                if (batch.CheckFailed() && e.SqlState == PostgresErrorCodes.InvalidSavepointSpecification)
                 {
                     throw ForeignTransaction(e);
                 }
@@ -283,6 +272,6 @@ internal static class UnitOfWorkAttempt
     private static InvalidOperationException ForeignTransaction(Exception inner) => new(
         "The work ended the runner's transaction itself (a raw COMMIT or ROLLBACK) and began another one. What it did before that statement " +
         "was committed or rolled back there and the runner cannot undo it; what it did after was rolled back, and nothing was retried. " +
-        "The runner owns the transaction: return from the work to commit, throw to roll back. (RESET ALL inside the work also clears the runner's marker.)",
+        "The runner owns the transaction: return from the work to commit, throw to roll back.",
         inner);
 }

@@ -58,6 +58,7 @@ internal sealed class UnitOfWorkRetrier
 
         var start = Stopwatch.GetTimestamp();
         var outcome = "failed";
+        Exception? failure = null;
         using var activity = RowLockTelemetry.ActivitySource.StartActivity("RowLock.UnitOfWork");
         activity?.SetTag("db.system.name", "postgresql");
         if (operationName is not null && activity is not null)
@@ -68,7 +69,8 @@ internal sealed class UnitOfWorkRetrier
 
         using var scope = BeginScope(operationName);
         var run = new UnitOfWorkRun { OperationName = operationName };
-        var context = ResilienceContextPool.Shared.Get(cancellationToken);
+        // The operation name is Polly's operation key, so Polly's own telemetry carries it too.
+        var context = ResilienceContextPool.Shared.Get(operationName, cancellationToken);
         context.Properties.Set(UnitOfWorkRun.Key, run);
         try
         {
@@ -102,6 +104,7 @@ internal sealed class UnitOfWorkRetrier
         }
         catch (Exception e)
         {
+            failure = e;
             activity?.SetTag("rowlock.attempts", run.Attempts);
             activity?.SetStatus(ActivityStatusCode.Error, e.GetType().Name);
             outcome = e switch
@@ -125,21 +128,13 @@ internal sealed class UnitOfWorkRetrier
             outcome = "exhausted";
             var sqlState = RowLockPredicates.FindSqlState(e);
             RunnerLog.RetriesExhausted(Logger, run.Attempts, sqlState ?? RowLockPredicates.ConnectionLostState, e);
-            if (operationName is null)
-            {
-                RowLockTelemetry.Exhausted.Add(1);
-            }
-            else
-            {
-                RowLockTelemetry.Exhausted.Add(1, new KeyValuePair<string, object?>(RowLockHistograms.OperationTag, operationName));
-            }
 
             throw new RetryLimitExceededException(run.Attempts, sqlState, e);
         }
         finally
         {
             ResilienceContextPool.Shared.Return(context);
-            RowLockHistograms.RecordUnitOfWork(start, outcome, operationName);
+            RowLockHistograms.RecordUnitOfWork(start, outcome, operationName, failure);
         }
     }
 
