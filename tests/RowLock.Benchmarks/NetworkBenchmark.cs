@@ -107,7 +107,7 @@ internal static class NetworkBenchmark
             await Task.Delay(TimeSpan.FromSeconds(1));
             var idle = (proxy.Cpu - idleBefore).TotalMilliseconds / 10; // ms per s = % of a core
             calibration.AppendLine(CultureInfo.InvariantCulture,
-                $"| {label} | {proxy.DelayMicros:F0} µs each way | {measured / 1000:F3} ms | {after / 1000:F3} ms | {idle:F1} % of a core |");
+                $"| {label} | {proxy.DelayMicros:F0} µs each way | {measured / 1000:F3} ms{(Math.Abs(measured - (targetMillis * 1000)) <= targetMillis * 30 ? "" : " (target missed)")} | {after / 1000:F3} ms | {idle:F1} % of a core |");
         }
 
         text.AppendLine("How the delay is made: every connection goes through a loopback TCP proxy running in a child process of the benchmark (`DelayProxy.cs`). Socket reads are asynchronous; each chunk read is stamped \"due = now + delay\" and queued; one dedicated thread forwards the queue in order, sleeping until the head is due with `clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME)` (its timer slack set to 1 ns, its nice to -10 so a loaded machine delays it less), never `Task.Delay`, whose timer granularity is a millisecond or more. The same delay applies to each direction, so a chunk read later is never due earlier and one queue suffices.");
