@@ -17,7 +17,7 @@ internal static class HotRowBenchmark
     {
         await context.ExecuteAsync(CreateTable);
         var duration = TimeSpan.FromSeconds((context.Quick ? 1.5 : 5) * context.Scale);
-        var repeats = context.Quick ? 1 : 3;
+        var repeats = context.Repeats;
         var variants = Variants(context.DataSource);
 
         var table = new StringBuilder();

@@ -19,7 +19,7 @@ internal static class NetworkBenchmark
     {
         var target = new NpgsqlConnectionStringBuilder(context.ConnectionString);
         var duration = TimeSpan.FromSeconds((context.Quick ? 1.5 : 4) * context.Scale);
-        var repeats = context.Quick ? 1 : 3;
+        var repeats = context.Repeats;
         var fifoJobs = (int)((context.Quick ? 2_000 : 6_000) * context.Scale);
         var text = new StringBuilder();
         var direct = await SelectOneMicrosAsync(context.DataSource);

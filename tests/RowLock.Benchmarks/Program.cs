@@ -10,6 +10,7 @@ const string Usage = """
       --quick          short runs (smoke test; numbers not for publishing)
       --only KEY       one benchmark: overhead|overhead-bdn|hot-row|queue|advisory|ef|savepoint|network|overhead-profile
       --scale X        multiply the timed durations of hot-row and network (and the network FIFO's job count) by X
+      --repeats N      alternating repeats of the hot-row, FIFO, savepoint and network comparisons (default 3, quick 1)
       --out PATH       where to write the report (default docs/benchmarks.md)
     """;
 if (args is [DelayProxy.ChildArgument, var proxyHost, var proxyPort])
@@ -27,6 +28,7 @@ if (args.Contains("--help"))
 var quick = args.Contains("--quick");
 var only = Option("--only");
 var scale = double.Parse(Option("--scale") ?? "1", CultureInfo.InvariantCulture);
+int? repeats = Option("--repeats") is { } r ? int.Parse(r, CultureInfo.InvariantCulture) : null;
 var output = Option("--out") ?? Path.Combine(RepositoryRoot(), "docs", "benchmarks.md");
 
 await using var server = await PostgresServer.StartAsync(new PostgresServerOptions
@@ -38,7 +40,7 @@ await using var server = await PostgresServer.StartAsync(new PostgresServerOptio
 var database = await server.CreateDatabaseAsync("bench");
 var connectionString = new NpgsqlConnectionStringBuilder(database) { MaxPoolSize = 64, NoResetOnClose = false }.ConnectionString;
 await using var dataSource = NpgsqlDataSource.Create(connectionString);
-var context = new BenchContext(dataSource, connectionString, quick, scale);
+var context = new BenchContext(dataSource, connectionString, quick, scale, repeats);
 var version = await context.ScalarAsync<string>("SHOW server_version");
 
 var report = new StringBuilder();

@@ -44,7 +44,7 @@ internal static class QueueBenchmark
     {
         const int fifoWorkers = 16;
         var jobs = context.Quick ? 4_000 : 20_000;
-        var repeats = context.Quick ? 1 : 3;
+        var repeats = context.Repeats;
         var sides = FifoSides(context.DataSource);
 
         var rates = sides.Select(_ => new List<double>()).ToArray();
