@@ -34,6 +34,13 @@ internal static class DapperBatchCommands
         }
     }
 
+    /// <summary>Records <paramref name="sql"/> with <paramref name="param"/> as the commands Dapper would send (one per element of a list of parameter objects).</summary>
+    public static void Record(List<NpgsqlBatchCommand> into, string sql, object? param, string paramName)
+    {
+        using var connection = new NpgsqlConnection(into, paramName);
+        connection.Execute(sql, param);
+    }
+
     /// <summary>A copy of a parameter value that the caller could still change, or the value itself when it cannot change.</summary>
     private static object? Snapshot(object? value) => value switch
     {
