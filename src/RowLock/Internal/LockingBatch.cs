@@ -88,7 +88,7 @@ internal static class LockingBatch
     private static NpgsqlBatchCommand Command(string lockingSql, object? param, string paramName)
     {
         var recorded = new List<NpgsqlBatchCommand>(1);
-        DapperBatchCommands.Record(recorded, lockingSql, param, paramName == "selectSql" ? "param" : paramName);
+        DapperBatchCommands.Record(recorded, lockingSql, param);
         if (recorded.Count != 1)
         {
             throw new ArgumentException(
