@@ -26,7 +26,7 @@ public static class LockWaitRendering
         ArgumentNullException.ThrowIfNull(snapshot);
         var layout = LockWaitLayout.Of(snapshot);
         var tree = new Tree(new Text(LockWaitText.Headline(snapshot))) { Guide = TreeGuide.Line };
-        foreach (var root in snapshot.Roots)
+        foreach (var root in snapshot.Roots.Where(r => layout.Show(r.Pid)))
         {
             AddSession(tree.AddNode(Label(root)), root, layout);
         }
@@ -265,11 +265,6 @@ public static class LockWaitRendering
 
     private static void AddSession(TreeNode node, LockSession session, LockWaitLayout layout)
     {
-        if (!layout.Show(session.Pid))
-        {
-            return;
-        }
-
         foreach (var group in layout.Groups(session.Pid))
         {
             var parent = node;
@@ -281,6 +276,13 @@ public static class LockWaitRendering
 
             foreach (var waiter in group)
             {
+                if (!layout.Show(waiter.Pid))
+                {
+                    // A lock cycle comes back to a session already drawn: name it, do not draw it twice.
+                    parent.AddNode(new Text(LockWaitText.Who(waiter) + " (shown above: the cycle closes here)"));
+                    continue;
+                }
+
                 AddSession(parent.AddNode(Label(waiter)), waiter, layout);
             }
         }

@@ -184,6 +184,23 @@ public sealed class LeaderElection : ILeaderElection
     /// </summary>
     private async Task PrepareSessionAsync(NpgsqlConnection connection, bool wait, CancellationToken cancellationToken)
     {
+        // First the pooler check, before any session setting: through transaction pooling a SET would stay on a server
+        // connection other clients get next.
+        var pid = new NpgsqlCommand("SELECT pg_backend_pid()", connection);
+        int serverPid;
+        await using (pid.ConfigureAwait(false))
+        {
+            serverPid = (int)(await pid.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+        }
+
+        if (serverPid != connection.ProcessID && !_options.AllowSessionModeBehindPooler)
+        {
+            throw new InvalidOperationException(
+                $"Leader election '{Name}' refused a session lock: this connection goes through a pooler (the server's backend pid {serverPid} is not the pid {connection.ProcessID} the connection got at startup, as with PgBouncer). "
+                + "Through transaction pooling a session advisory lock stays on a server connection the leader no longer owns. "
+                + "Use LeaderElectionOptions.Mode = LeaderElectionMode.Lease, connect directly, or, if the pooler keeps one server session per client (PgBouncer pool_mode = session), set AllowSessionModeBehindPooler = true.");
+        }
+
         var batch = new NpgsqlBatch(connection)
         {
             BatchCommands =
@@ -198,31 +215,11 @@ public sealed class LeaderElection : ILeaderElection
                 {
                     Parameters = { new() { Value = _options.SessionTimeout is { } t ? LeaderSql.Milliseconds(t) : "0" } },
                 },
-                new NpgsqlBatchCommand("SELECT pg_backend_pid()"),
             },
         };
-        int serverPid;
         await using (batch.ConfigureAwait(false))
         {
-            var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-            await using (reader.ConfigureAwait(false))
-            {
-                for (var i = 0; i < 4; i++)
-                {
-                    await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
-                }
-
-                await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-                serverPid = reader.GetInt32(0);
-            }
-        }
-
-        if (serverPid != connection.ProcessID && !_options.AllowSessionModeBehindPooler)
-        {
-            throw new InvalidOperationException(
-                $"Leader election '{Name}' refused a session lock: this connection goes through a pooler (the server's backend pid {serverPid} is not the pid {connection.ProcessID} the connection got at startup, as with PgBouncer). "
-                + "Through transaction pooling a session advisory lock stays on a server connection the leader no longer owns. "
-                + "Use LeaderElectionOptions.Mode = LeaderElectionMode.Lease, connect directly, or, if the pooler keeps one server session per client (PgBouncer pool_mode = session), set AllowSessionModeBehindPooler = true.");
+            await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
     }
 

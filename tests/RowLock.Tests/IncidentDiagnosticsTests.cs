@@ -241,7 +241,12 @@ public sealed class IncidentDiagnosticsTests(DatabaseFixture db) : IClassFixture
         Assert.True(one.IsInDeadlockCycle);
         Assert.True(two.IsInDeadlockCycle);
         Assert.Equal(Math.Min(one.Pid, two.Pid), Assert.Single(snapshot.Roots).Pid);
-        Assert.Contains("in a lock cycle: a deadlock the server has not detected yet", snapshot.ToTextTree(), StringComparison.Ordinal);
+        var tree = snapshot.ToTextTree();
+        Assert.Contains("in a lock cycle: a deadlock the server has not detected yet", tree, StringComparison.Ordinal);
+        var lines = tree.Split('\n');
+        Assert.Single(lines, l => l.Contains("(one) waits", StringComparison.Ordinal));
+        Assert.Single(lines, l => l.Contains("(two) waits", StringComparison.Ordinal));
+        Assert.Single(lines, l => l.Contains("(shown above: the cycle closes here)", StringComparison.Ordinal));
         AssertMermaidEdgesEndAtDeclaredNodes(snapshot.ToMermaid());
     }
 

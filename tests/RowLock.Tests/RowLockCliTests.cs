@@ -201,6 +201,8 @@ public sealed class RowLockCliTests(DatabaseFixture db) : IClassFixture<Database
         var d = chain.Pids["D"].ToString(System.Globalization.CultureInfo.InvariantCulture);
 
         var idle = await RunAsync("cancel", a, "--connection", db.ConnectionString, "--yes");
+        // The cancel of an idle session changed nothing: D still waits behind C.
+        Assert.Equal(1L, await db.ScalarAsync<long>($"SELECT count(*) FROM pg_stat_activity WHERE pid = {d} AND wait_event_type = 'Lock'"));
         var forced = await RunAsync("cancel", d, "--connection", db.ConnectionString, "--yes", "--force");
 
         Assert.True(idle.Exit == 0, idle.Error);

@@ -103,6 +103,8 @@ public sealed class SqlLockingShapeOracleTests(DatabaseFixture db) : IClassFixtu
         ["view over VALUES"] = new("CREATE VIEW {v} AS SELECT k.id, 0 AS qty FROM (VALUES (1)) k(id);", "SELECT id, qty FROM {v} WHERE id = @id", ForUpdate, Expect.RefusedByServer),
         ["view over a view over a function"] = new(FunctionOverT + "CREATE VIEW {w} AS SELECT id, qty, done FROM {f}(); CREATE VIEW {v} AS SELECT id, qty FROM {w};", "SELECT id, qty FROM {v} WHERE id = @id", ForUpdate, Expect.RefusedByServer),
         ["view over a function, Of the view"] = new(FunctionOverT + "CREATE VIEW {v} AS SELECT id, qty, done FROM {f}();", "SELECT x.id, x.qty FROM {v} x JOIN {u} y ON y.tid = x.id WHERE x.id = @id", ForUpdate.Of("x"), Expect.RefusedByServer),
+        ["view with DISTINCT"] = new("CREATE VIEW {v} AS SELECT DISTINCT id, qty FROM {t};", "SELECT id, qty FROM {v} WHERE id = @id", ForUpdate, Expect.RefusedByServer),
+        ["view over a LEFT JOIN"] = new("CREATE VIEW {v} AS SELECT a.id, a.qty FROM {t} a LEFT JOIN {u} b ON b.tid = a.id;", "SELECT id, qty FROM {v} WHERE id = @id", ForUpdate, Expect.RefusedByServer),
         ["materialized view"] = new("CREATE MATERIALIZED VIEW {v} AS SELECT id, qty FROM {t};", "SELECT id, qty FROM {v} WHERE id = @id", ForUpdate, Expect.RefusedByServer),
         ["claim through a view over a function"] = new(FunctionOverT + "CREATE VIEW {v} AS SELECT id, qty, done FROM {f}();", "SELECT id, qty FROM {v} WHERE NOT done ORDER BY id", null, Expect.RefusedByServer),
     };

@@ -68,7 +68,7 @@ public sealed class SqlTextTests
         { "SELECT * FROM (SELECT * FROM f()) s", false, "s", "function f()" },
         { "SELECT * FROM t JOIN f() x ON true", false, "x", "function f()" },
         { "SELECT * FROM t, XMLTABLE('/a' PASSING t.x COLUMNS b int) x", false, "", "function xmltable()" },
-        { "SELECT (SELECT v FROM t WHERE id = 1) AS v", false, "", "reads no table" },
+        { "SELECT (SELECT v FROM t WHERE id = 1) AS v", false, "", "subquery in its select list" },
         { "SELECT 1", false, "", "reads no table" },
         { "SELECT * FROM generate_series(1, 3) g", false, "", "reads no table" },
         { "SELECT * FROM (VALUES (1)) v(id)", false, "", "reads no table" },

@@ -93,12 +93,14 @@ internal abstract class LeaderTenure
                 }
             }
 
-            await StopAsync(resigning).ConfigureAwait(false);
             if (resigning)
             {
+                // Counted and logged before the release: the next leader's "acquired" always comes after this "resigned".
                 LeaderTelemetry.Resigned(Name);
                 LeaderLog.Resigned(Logger, Name, Epoch);
             }
+
+            await StopAsync(resigning).ConfigureAwait(false);
         }
         finally
         {

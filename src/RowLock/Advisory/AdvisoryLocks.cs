@@ -19,7 +19,7 @@ namespace RowLock;
 /// <see cref="Timeout.InfiniteTimeSpan"/> waits as long as it takes; a positive timeout waits at most that long (up to
 /// 24.8 days); a negative one is refused before anything is sent.
 /// </remarks>
-public sealed class AdvisoryLocks
+public sealed partial class AdvisoryLocks
 {
     private readonly NpgsqlDataSource _dataSource;
     private readonly ILogger _logger;
@@ -264,46 +264,15 @@ public sealed class AdvisoryLocks
         return null;
     }
 
-    /// <summary>
-    /// Waits at most <paramref name="timeout"/> (null: as long as it takes) in a transaction that bounds the wait with
-    /// SET LOCAL lock_timeout. When the timeout fires, PostgreSQL may have granted the lock at that very moment; a session
-    /// lock survives the ROLLBACK, so the rollback asks pg_locks (same round trip) whether this session holds it, and if
-    /// so the caller gets it.
-    /// </summary>
     private async Task<bool> WaitInTransactionAsync(NpgsqlConnection connection, AdvisoryLockKey key, TimeSpan? timeout, AdvisoryLockMode mode, CancellationToken cancellationToken)
     {
-        var batch = new NpgsqlBatch(connection)
+        var (acquired, grantedAtTimeout) = await SessionLockWait.WaitAsync(connection, key, timeout, mode, cancellationToken).ConfigureAwait(false);
+        if (grantedAtTimeout)
         {
-            BatchCommands =
-            {
-                new NpgsqlBatchCommand("BEGIN"),
-                new NpgsqlBatchCommand(timeout is { } t ? LockTimeout.SetLocal(t) : LockTimeout.SetLocalNone),
-                AdvisorySql.Call(AdvisorySql.WaitSession(mode), key),
-                new NpgsqlBatchCommand("COMMIT"),
-            },
-        };
-        await using (batch.ConfigureAwait(false))
-        {
-            try
-            {
-                await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-                return true;
-            }
-            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable)
-            {
-                var rollback = new NpgsqlBatch(connection) { BatchCommands = { new NpgsqlBatchCommand("ROLLBACK"), AdvisorySql.IsHeld(key, mode) } };
-                await using (rollback.ConfigureAwait(false))
-                {
-                    if ((bool)(await rollback.ExecuteScalarAsync(CancellationToken.None).ConfigureAwait(false))!)
-                    {
-                        AdvisoryLog.GrantedAtTimeout(_logger, key);
-                        return true;
-                    }
-                }
-
-                return false;
-            }
+            AdvisoryLog.GrantedAtTimeout(_logger, key);
         }
+
+        return acquired;
     }
 
     /// <summary>
@@ -316,7 +285,8 @@ public sealed class AdvisoryLocks
         {
             if (connection.State == System.Data.ConnectionState.Open)
             {
-                var cleanup = new NpgsqlCommand(inTransaction ? "ROLLBACK; SELECT pg_advisory_unlock_all()" : "SELECT pg_advisory_unlock_all()", connection);
+                // UNLISTEN: a semaphore waiter listens on its connection while it holds the turnstile.
+                var cleanup = new NpgsqlCommand(inTransaction ? "ROLLBACK; UNLISTEN *; SELECT pg_advisory_unlock_all()" : "UNLISTEN *; SELECT pg_advisory_unlock_all()", connection);
                 await using (cleanup.ConfigureAwait(false))
                 {
                     await cleanup.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);

@@ -86,7 +86,7 @@ internal static class LockingBatch
     private static NpgsqlBatchCommand Command(string lockingSql, object? param, string paramName)
     {
         var recorded = new List<NpgsqlBatchCommand>(1);
-        DapperBatchCommands.Record(recorded, lockingSql, param);
+        DapperBatchCommands.Record(recorded, lockingSql, param, paramName == "selectSql" ? "param" : paramName);
         if (recorded.Count != 1)
         {
             throw new ArgumentException(

@@ -1,4 +1,5 @@
 using System.Data;
+using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 
@@ -67,7 +68,7 @@ internal static class UnitOfWorkAttempt
         }
         finally
         {
-            DeferredWrites.End(transaction, writes);
+            DeferredWrites.End(writes);
         }
     }
 
@@ -81,6 +82,7 @@ internal static class UnitOfWorkAttempt
     {
         // Prepended, not sent: it travels with BEGIN in front of the work's first statement.
         transaction.Save(SavepointName);
+        var started = Stopwatch.GetTimestamp();
 
         T result;
         try
@@ -110,8 +112,7 @@ internal static class UnitOfWorkAttempt
         ThrowIfConnectionLost(connection, transaction);
         if (TransactionGuard.IsCompleted(transaction))
         {
-            throw new InvalidOperationException(
-                "The work committed or rolled back the runner's transaction itself. The runner owns it: return from the work to commit, throw to roll back.");
+            throw await EndedByTheWorkAsync(connection, started).ConfigureAwait(false);
         }
 
         await CommitAsync(connection, transaction, writes, logger).ConfigureAwait(false);
@@ -162,37 +163,89 @@ internal static class UnitOfWorkAttempt
     private static async Task CommitAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, DeferredWrites writes, ILogger logger)
     {
         writes.Seal();
-        var batch = new CommitBatch(connection, transaction, writes.Commands, checkRunnerSavepoint: true);
+        var batch = new CommitBatch(connection, transaction, writes.Writes, checkRunnerSavepoint: true);
         await using (batch.ConfigureAwait(false))
         {
             try
             {
                 await batch.ExecuteAsync().ConfigureAwait(false);
             }
-            catch (PostgresException e) when (batch.FailedBeforeCommit())
-            {
-                // A deferred write or the check failed, so the server skipped COMMIT (or ended the session first): rolled
-                // back for certain. A deferred write's 40001 or 40P01 is retried like any other; a session-ending error is
-                // a retryable connection loss; anything else propagates as it is.
-                await RollBackQuietlyAsync(transaction).ConfigureAwait(false);
-                if (e.SqlState == PostgresErrorCodes.InFailedSqlTransaction)
-                {
-                    throw SwallowedError(e);
-                }
-
-                if (batch.CheckFailed() && e.SqlState == PostgresErrorCodes.InvalidSavepointSpecification)
-                {
-                    throw ForeignTransaction(e);
-                }
-
-                throw;
-            }
             catch (CommitOutcomeUnknownException e)
             {
                 RunnerLog.CommitOutcomeUnknown(logger, e.InnerException ?? e);
                 throw;
             }
+            catch (Exception e)
+            {
+                // Nothing was committed, for certain: a deferred write or the check failed and the server skipped COMMIT
+                // (or ended the session first), COMMIT itself was refused, or Npgsql refused the batch before sending it.
+                // A deferred write's 40001 or 40P01 is retried like any other; a session-ending error is a retryable
+                // connection loss; a row count mismatch is retried only when asked; anything else propagates as it is.
+                await RollBackQuietlyAsync(transaction).ConfigureAwait(false);
+                if (e is PostgresException pg && batch.FailedBeforeCommit())
+                {
+                    if (pg.SqlState == PostgresErrorCodes.InFailedSqlTransaction)
+                    {
+                        throw SwallowedError(pg);
+                    }
+
+                    if (batch.CheckFailed() && pg.SqlState == PostgresErrorCodes.InvalidSavepointSpecification)
+                    {
+                        throw ForeignTransaction(pg);
+                    }
+                }
+
+                throw;
+            }
         }
+    }
+
+    /// <summary>
+    /// The work ended the transaction with a statement of its own (Npgsql saw the session leave it). When the work
+    /// prepared it for two-phase commit, the transaction still holds its locks, so say so: asked only on this misuse path.
+    /// </summary>
+    private static async Task<InvalidOperationException> EndedByTheWorkAsync(NpgsqlConnection connection, long started)
+    {
+        const string Ended = "The work committed or rolled back the runner's transaction itself. The runner owns it: return from the work to commit, throw to roll back.";
+        string[] prepared = [];
+        try
+        {
+            // pg_prepared_xacts does not say which session prepared a transaction: list those this user prepared in this
+            // database while the work ran.
+            var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds + 1;
+            var command = new NpgsqlCommand(
+                "SELECT gid FROM pg_catalog.pg_prepared_xacts WHERE database = current_database() AND owner = current_user AND prepared >= statement_timestamp() - make_interval(secs => $1)",
+                connection) { Parameters = { new NpgsqlParameter { Value = seconds } } };
+            await using (command.ConfigureAwait(false))
+            {
+                var gids = new List<string>();
+                var reader = await command.ExecuteReaderAsync(CancellationToken.None).ConfigureAwait(false);
+                await using (reader.ConfigureAwait(false))
+                {
+                    while (await reader.ReadAsync(CancellationToken.None).ConfigureAwait(false))
+                    {
+                        gids.Add(reader.GetString(0));
+                    }
+                }
+
+                prepared = [.. gids];
+            }
+        }
+        catch (Exception e) when (e is NpgsqlException or InvalidOperationException or IOException)
+        {
+            // The check is only for the message.
+        }
+
+        if (prepared.Length == 0)
+        {
+            return new InvalidOperationException(Ended);
+        }
+
+        var names = string.Join(", ", prepared.Select(g => "'" + g.Replace("'", "''", StringComparison.Ordinal) + "'"));
+        return new InvalidOperationException(
+            "The work ran PREPARE TRANSACTION on the runner's transaction: it is now a prepared transaction, neither committed nor rolled back, and it keeps " +
+            $"its row and table locks until someone runs ROLLBACK PREPARED (or COMMIT PREPARED) with its name. Prepared by this user in this database while the work ran: {names} " +
+            $"(see pg_prepared_xacts); for example ROLLBACK PREPARED {names.Split(", ")[0]}. The runner owns the transaction: return from the work to commit, throw to roll back.");
     }
 
     /// <summary>

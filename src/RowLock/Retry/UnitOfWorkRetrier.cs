@@ -19,6 +19,12 @@ internal sealed class UnitOfWorkRetrier
     /// </summary>
     private static readonly AsyncLocal<AttemptScope?> Current = new();
 
+    /// <summary>
+    /// The attempt whose work this code runs in (or ran in: a task the work started and did not await still sees its
+    /// attempt, whose <see cref="AttemptScope.Running"/> is then false), or null outside any unit of work.
+    /// </summary>
+    public static AttemptScope? CurrentAttempt => Current.Value;
+
     private readonly ResiliencePipeline _pipeline;
 
     public UnitOfWorkRetrier(TransactionRunnerOptions options, ILogger? logger)
@@ -176,8 +182,13 @@ internal sealed class UnitOfWorkRetrier
         }
     }
 
-    private sealed class AttemptScope
+    /// <summary>One attempt of a unit of work, as the code running in it sees it (see <see cref="CurrentAttempt"/>).</summary>
+    internal sealed class AttemptScope
     {
         public volatile bool Running = true;
+
+        /// <summary>The attempt's deferred writes, once its transaction has begun; bound to this attempt, never to the
+        /// transaction object (Npgsql hands the same object to the next transaction on the connection).</summary>
+        public DeferredWrites? Writes;
     }
 }

@@ -37,12 +37,15 @@ public static class RowLockTransactionExtensions
     /// the clause would not lock or that PostgreSQL refuses with it: WITH without <see cref="RowLockClause.Of"/>, OF naming a
     /// WITH query, UNION / INTERSECT / EXCEPT, DISTINCT, GROUP BY, HAVING, a built-in aggregate, a window function, a
     /// set-returning function in the select list, an outer join's nullable side, a locking clause or FOR READ ONLY of its
-    /// own, or FETCH ... WITH TIES with SKIP LOCKED. Each of these holds for the SELECT and for every subquery in FROM the
-    /// clause reaches. The message names the construct and says what to write instead.
+    /// own, or FETCH ... WITH TIES with SKIP LOCKED; or rows the clause would not lock: no table the clause reaches (no FROM,
+    /// only functions or VALUES), a function or ROWS FROM in FROM without <see cref="RowLockClause.Of"/> (PostgreSQL never
+    /// locks what a function returns), a subquery in the select list. Each of these holds for the SELECT, for every subquery
+    /// in FROM the clause reaches and, checked once on the server per data source, for every view it reaches (a view defined
+    /// WITH, over a function or VALUES; a materialized view or foreign table). The message names the construct and says what
+    /// to write instead. The SQL is sent as its own batch command, so Npgsql can never split it into several statements.
     /// </exception>
     /// <exception cref="PostgresException">
-    /// PostgreSQL refused what the text does not show (a view with DISTINCT or GROUP BY, an outer join inside a view, a
-    /// user-defined aggregate, a function that fails). With the waiting and <c>SkipLocked()</c> policies the caller's
+    /// PostgreSQL refused what the text does not show (a user-defined aggregate, a function that fails). With the waiting and <c>SkipLocked()</c> policies the caller's
     /// transaction is then aborted and must be rolled back; with <c>NoWait()</c> and <c>WithTimeout</c>, which run in a
     /// savepoint, RowLock rolls back to the savepoint and the transaction is still usable (not with
     /// <see cref="RowLockClause.WithoutSavepoint"/>, which runs no savepoint: the transaction is aborted).

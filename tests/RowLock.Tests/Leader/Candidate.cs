@@ -59,7 +59,7 @@ public sealed class Candidate : IAsyncDisposable
                     return;
                 }
 
-                var tenure = _elections.Acquired(this, leadership);
+                var tenure = _elections.Acquired(Id, leadership);
                 await using (leadership)
                 {
                     var rows = 0;
@@ -120,9 +120,11 @@ public sealed class Elections
 
     public IReadOnlyList<Tenure> All => _byEpoch.Values.OrderBy(t => t.Epoch).ToList();
 
-    public Tenure Acquired(Candidate candidate, Leadership leadership)
+    public int Count => _byEpoch.Count;
+
+    public Tenure Acquired(string holder, Leadership leadership)
     {
-        var tenure = new Tenure(candidate, leadership, Stopwatch.GetTimestamp());
+        var tenure = new Tenure(holder, leadership, Stopwatch.GetTimestamp());
         if (!_byEpoch.TryAdd(leadership.Epoch, tenure))
         {
             throw new InvalidOperationException($"Epoch {leadership.Epoch} was handed out twice.");
@@ -155,9 +157,9 @@ public sealed class Elections
     }
 }
 
-public sealed class Tenure(Candidate candidate, Leadership leadership, long acquiredAt)
+public sealed class Tenure(string holder, Leadership leadership, long acquiredAt)
 {
-    public Candidate Candidate { get; } = candidate;
+    public string Holder { get; } = holder;
 
     public Leadership Leadership { get; } = leadership;
 

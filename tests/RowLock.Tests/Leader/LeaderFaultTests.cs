@@ -70,14 +70,14 @@ public sealed class LeaderFaultTests(DatabaseFixture db, ITestOutputHelper outpu
             for (var round = 0; round < LeaderTiming.Rounds(2); round++)
             {
                 var leader = await elections.NextAsync(epoch, rows: 3, LeaderTestKit.Guard);
-                var proxy = proxies[candidates.IndexOf(leader.Candidate)];
+                var proxy = proxies[candidates.FindIndex(c => c.Id == leader.Holder)];
                 var faultAt = Stopwatch.GetTimestamp();
                 await inject(leader, proxy, name);
                 var next = await elections.NextAsync(leader.Epoch, rows: 1, LeaderTestKit.Guard);
                 timing.Add(faultAt, next.AcquiredAt);
                 Assert.True(await LeaderTestKit.WhenCancelledAsync(leader.Leadership.Lost, LeaderTestKit.Guard),
                     $"the old leader's Lost token (epoch {leader.Epoch}) was not cancelled");
-                output.WriteLine($"round {round}: epoch {leader.Epoch} ({leader.Candidate.Id}) -> {next.Epoch} ({next.Candidate.Id}); old leader: {leader.Leadership.EndReason}");
+                output.WriteLine($"round {round}: epoch {leader.Epoch} ({leader.Holder}) -> {next.Epoch} ({next.Holder}); old leader: {leader.Leadership.EndReason}");
                 epoch = next.Epoch - 1; // the next round faults this leader (or a later one)
             }
         }
