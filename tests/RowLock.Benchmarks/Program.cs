@@ -5,7 +5,7 @@ using RowLock.Benchmarks;
 using RowLock.TestServer;
 
 // RowLock benchmarks: every comparison runs both sides in this process, on the same server, in the same run, alternating.
-// Usage: dotnet run -c Release --project tests/RowLock.Benchmarks -- [--quick] [--only overhead|hot-row|queue|advisory|ef|savepoint|overhead-profile] [--out PATH]
+// Usage: dotnet run -c Release --project tests/RowLock.Benchmarks -- [--quick] [--only overhead|hot-row|queue|advisory|ef|savepoint|semaphore|overhead-profile] [--out PATH]
 var quick = args.Contains("--quick");
 var only = Option("--only");
 var output = Option("--out") ?? Path.Combine(RepositoryRoot(), "docs", "benchmarks.md");
@@ -39,6 +39,7 @@ report.AppendLine();
     ("advisory", "4. Advisory locks", AdvisoryBenchmark.RunAsync),
     ("ef", "6. EF Core: WithRowLock against FromSql with a hand-written FOR UPDATE", EfBenchmark.RunAsync),
     ("savepoint", "7. Savepoints (subtransactions): N NOWAIT locks one by one while 16 readers run", SavepointBenchmark.RunAsync),
+    ("semaphore", "8. Semaphores: at most 4 holders, 16 contenders", SemaphoreBenchmark.RunAsync),
     ("overhead-profile", "Overhead profile: lock-update-commit one layer at a time", OverheadProfile.RunAsync),
 ];
 foreach (var (key, title, run) in benchmarks.Where(b => only is null ? b.Key != "overhead-profile" : b.Key == only))
