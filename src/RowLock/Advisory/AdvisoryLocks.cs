@@ -38,6 +38,15 @@ public sealed partial class AdvisoryLocks
     }
 
     /// <summary>
+    /// How long a session-lock acquire may wait before it logs one Warning (event <see cref="RowLockEventIds.LockWaitPassedThreshold"/>)
+    /// naming the session it waits behind and what that session is doing, while the wait goes on, and counts it in
+    /// <c>rowlock.lock.wait.long</c>. The check is one lock-wait snapshot on another connection of the data source, made
+    /// only when the threshold passes.
+    /// </summary>
+    /// <value>Default 5 seconds; <see cref="TimeSpan.Zero"/> or <see cref="Timeout.InfiniteTimeSpan"/> turns it off.</value>
+    public TimeSpan LockWaitWarningThreshold { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
     /// Whether a connection string turns multiplexing on. The data-source extension methods build one of these per call,
     /// and parsing a connection string costs about 7 KB of garbage and several microseconds, so only a string that names
     /// the setting at all is parsed.
@@ -222,7 +231,11 @@ public sealed partial class AdvisoryLocks
                 // it takes", overriding a lock_timeout the server, role or connection string sets). A session lock taken
                 // inside a transaction outlives its COMMIT (and its ROLLBACK).
                 inTransaction = true;
-                acquired = await WaitInTransactionAsync(connection, key, wait, mode, cancellationToken).ConfigureAwait(false);
+                using (LockWaitWatch.Start(_dataSource, connection.ProcessID, LockWaitWarningThreshold, _logger, "advisory"))
+                {
+                    acquired = await WaitInTransactionAsync(connection, key, wait, mode, cancellationToken).ConfigureAwait(false);
+                }
+
                 inTransaction = false;
             }
 

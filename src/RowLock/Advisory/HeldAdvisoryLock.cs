@@ -210,6 +210,8 @@ internal sealed class HeldAdvisoryLock
         }
     }
 
+    /// <summary>How long one wait of the monitor lasts when the connection string has no KeepAlive (see <see cref="MonitorAsync"/>).</summary>
+    internal const int WaitSliceMilliseconds = 1000;
     /// <summary>Unlocks several locks in the reverse of the order they were taken, in one round trip; true when all were held.</summary>
     private async Task<bool> UnlockAllAsync(AdvisoryLockKey[] keys)
     {
@@ -241,16 +243,22 @@ internal sealed class HeldAdvisoryLock
 
     /// <summary>
     /// Waits on the idle connection for anything the server sends. A terminated backend sends a FATAL error and closes
-    /// the socket, which ends the wait with an exception: that is the moment the lock is gone. The wait has no timeout
-    /// (cancellation ends it), so Npgsql sends the connection string's keepalive from inside it.
+    /// the socket, which ends the wait with an exception: that is the moment the lock is gone. Cancelling the wait is how
+    /// <see cref="ReleaseAsync"/> stops it, but Npgsql can lose that cancellation: a cancel that lands after WaitAsync's
+    /// own cancellation check and before its socket read starts is dropped when the read arms a fresh token source
+    /// (ResettableCancellationTokenSource.Start/Reset replace a cancelled source), and an unbounded wait then never ends.
+    /// So the wait is never unbounded: without KeepAlive it lasts <see cref="WaitSliceMilliseconds"/> and loops (a timed-out
+    /// wait is a client-side timer, nothing is sent); with KeepAlive, Npgsql's wait sends a keepalive every interval and checks
+    /// the token after it, which bounds a lost cancel to one interval while keeping the keepalive.
     /// </summary>
     private async Task MonitorAsync(CancellationTokenSource lost, CancellationTokenSource stop)
     {
         try
         {
+            var slice = new NpgsqlConnectionStringBuilder(_connection.ConnectionString).KeepAlive > 0 ? 0 : WaitSliceMilliseconds;
             while (!stop.IsCancellationRequested)
             {
-                await _connection.WaitAsync(stop.Token).ConfigureAwait(false);
+                await _connection.WaitAsync(slice, stop.Token).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException) when (stop.IsCancellationRequested)
