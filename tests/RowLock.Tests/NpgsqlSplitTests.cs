@@ -1,4 +1,5 @@
 using Dapper;
+using Npgsql;
 using RowLock.Tests.Infrastructure;
 
 namespace RowLock.Tests;
@@ -70,5 +71,124 @@ public sealed class NpgsqlSplitTests(DatabaseFixture db) : IClassFixture<Databas
         await connection.ExecuteAsync("RESET standard_conforming_strings");
         Assert.Equal(1, left);
         Assert.IsType<ArgumentException>(error);
+    }
+
+    /// <summary>
+    /// SQL that PostgreSQL and RowLock's scanner read as one statement but Npgsql, parsing a command's text, splits into
+    /// three: the scanner accepts it, so only the way the helpers send it (one NpgsqlBatchCommand, which Npgsql never splits)
+    /// keeps the DELETE from running.
+    /// </summary>
+    private static readonly Dictionary<string, string> Unsplittable = new()
+    {
+        // Npgsql starts an E'' string at an e after any character that is not an ASCII letter: here the _ of the type name code_e.
+        ["e' after the _ of a type name"] = "SELECT code_e'\\' -- '; DELETE FROM split_items WHERE id = 2; SELECT 1 AS x, id\nFROM split_items WHERE id = 1",
+
+        // Npgsql starts a dollar quote at a $ after any character beyond U+00FF; PostgreSQL reads the $ as part of the name.
+        ["$$ after a name character beyond U+00FF"] = "SELECT 1 AS \u0101$$, 2 -- $$; DELETE FROM split_items WHERE id = 2; SELECT 1 AS x, id\nFROM split_items WHERE id = 1",
+    };
+
+    public static TheoryData<string> UnsplittableNames => new(Unsplittable.Keys);
+
+    /// <summary>Every helper entry point that takes caller SQL, each wait policy, with and without a named parameter.</summary>
+    public static readonly Dictionary<string, Func<NpgsqlTransaction, string, object?, Task>> EntryPoints = new()
+    {
+        ["LockRowsAsync"] = (tx, sql, p) => tx.LockRowsAsync<dynamic>(sql, p, RowLockClause.ForUpdate),
+        ["LockRowsAsync NoWait"] = (tx, sql, p) => tx.LockRowsAsync<dynamic>(sql, p, RowLockClause.ForUpdate.NoWait()),
+        ["LockRowsAsync WithTimeout"] = (tx, sql, p) => tx.LockRowsAsync<dynamic>(sql, p, RowLockClause.ForShare.WithTimeout(TimeSpan.FromSeconds(30))),
+        ["LockRowsAsync SkipLocked"] = (tx, sql, p) => tx.LockRowsAsync<dynamic>(sql, p, RowLockClause.ForNoKeyUpdate.SkipLocked()),
+        ["LockRowsAsync NoWait WithoutSavepoint"] = (tx, sql, p) => tx.LockRowsAsync<dynamic>(sql, p, RowLockClause.ForUpdate.NoWait().WithoutSavepoint()),
+        ["LockRowsAsync WithTimeout WithoutSavepoint"] = (tx, sql, p) => tx.LockRowsAsync<dynamic>(sql, p, RowLockClause.ForKeyShare.WithTimeout(TimeSpan.FromSeconds(30)).WithoutSavepoint()),
+        ["ClaimRowsAsync"] = (tx, sql, p) => tx.ClaimRowsAsync<dynamic>(sql, p, 5),
+    };
+
+    public static TheoryData<string, string, bool> UnsplittableCalls()
+    {
+        var data = new TheoryData<string, string, bool>();
+        foreach (var shape in Unsplittable.Keys)
+        {
+            foreach (var entry in EntryPoints.Keys)
+            {
+                data.Add(shape, entry, false);
+                data.Add(shape, entry, true);
+            }
+        }
+
+        return data;
+    }
+
+    private async Task CreateCodeTypeAsync()
+    {
+        await CreateTableAsync();
+        await db.ExecuteAsync("DO $$ BEGIN CREATE DOMAIN code_e AS text; EXCEPTION WHEN duplicate_object THEN NULL; END $$");
+    }
+
+    [Theory]
+    [MemberData(nameof(UnsplittableNames))]
+    public async Task Sent_as_an_NpgsqlCommand_the_statement_Npgsql_splits_deletes_a_row(string name)
+    {
+        await CreateCodeTypeAsync();
+        Assert.Empty(SqlTextRefusal(Unsplittable[name])); // RowLock's scanner reads one SELECT, as PostgreSQL does
+        await using var connection = await db.DataSource.OpenConnectionAsync();
+        await using var tx = await connection.BeginTransactionAsync();
+        await connection.QueryAsync(Unsplittable[name] + "\nFOR UPDATE", transaction: tx);
+        Assert.Equal(0, await connection.ExecuteScalarAsync<long>("SELECT count(*) FROM split_items WHERE id = 2", transaction: tx));
+        await tx.RollbackAsync();
+    }
+
+    [Theory]
+    [MemberData(nameof(UnsplittableCalls))]
+    public async Task Through_every_helper_the_hidden_delete_never_runs(string name, string entry, bool namedParameter)
+    {
+        await CreateCodeTypeAsync();
+        var sql = namedParameter ? Unsplittable[name] + " AND id = @id" : Unsplittable[name];
+        await using var connection = await db.DataSource.OpenConnectionAsync();
+        await using var tx = await connection.BeginTransactionAsync();
+        var error = await Record.ExceptionAsync(() => EntryPoints[entry](tx, sql, namedParameter ? new { id = 1 } : null));
+        if (entry.Contains("WithoutSavepoint", StringComparison.Ordinal) && error is PostgresException)
+        {
+            await tx.RollbackAsync();
+            Assert.Fail($"unexpected server error: {error}");
+        }
+
+        var left = await connection.ExecuteScalarAsync<long>("SELECT count(*) FROM split_items WHERE id = 2", transaction: tx);
+        await tx.RollbackAsync();
+        Assert.Equal(1, left);
+
+        // Without parameters Npgsql sends the batch command's text as it is and PostgreSQL reads one SELECT: the rows come back.
+        // With a named parameter Npgsql parses the text, finds the ';' and refuses before sending anything.
+        if (namedParameter)
+        {
+            Assert.Equal("selectSql", Assert.IsType<ArgumentException>(error).ParamName);
+        }
+        else
+        {
+            Assert.Null(error);
+        }
+    }
+
+    [Fact]
+    public async Task LockRowsByKeyAsync_quotes_a_table_name_that_hides_a_delete()
+    {
+        await CreateCodeTypeAsync();
+        await using var connection = await db.DataSource.OpenConnectionAsync();
+        await using var tx = await connection.BeginTransactionAsync();
+        var error = await Record.ExceptionAsync(() => tx.LockRowsByKeyAsync<dynamic, int>("split_items\"; DELETE FROM split_items WHERE id = 2; --", "id", [1], RowLockClause.ForUpdate.NoWait()));
+        Assert.NotNull(error);
+        var left = await connection.ExecuteScalarAsync<long>("SELECT count(*) FROM split_items WHERE id = 2", transaction: tx);
+        await tx.RollbackAsync();
+        Assert.Equal(1, left);
+    }
+
+    private static string SqlTextRefusal(string sql)
+    {
+        try
+        {
+            RowLock.Internal.SqlText.ValidateSelect(sql, "selectSql", RowLockClause.ForUpdate, claim: false);
+            return "";
+        }
+        catch (ArgumentException e)
+        {
+            return e.Message;
+        }
     }
 }

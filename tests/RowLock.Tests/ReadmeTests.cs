@@ -2,26 +2,77 @@ using RowLock.Tests.Infrastructure;
 
 namespace RowLock.Tests;
 
-/// <summary>README's C# blocks compile as pasted (with their own using lines), so the docs cannot drift from the API.</summary>
+/// <summary>
+/// The C# blocks of README.md and of every guide under docs/ compile as pasted (with their own using lines), so the docs
+/// cannot drift from the API; the links between those pages resolve; the Guarantees table names real tests.
+/// </summary>
 public sealed class ReadmeTests
 {
-    public static TheoryData<int> Blocks => new(ReadmeSnippets.CSharpBlocks(File.ReadAllText(ReadmeSnippets.ReadmePath)).Select(b => b.Line));
+    public static TheoryData<string, int> Blocks
+    {
+        get
+        {
+            var data = new TheoryData<string, int>();
+            foreach (var block in ReadmeSnippets.AllCSharpBlocks())
+            {
+                data.Add(block.File, block.Line);
+            }
+
+            return data;
+        }
+    }
 
     [Theory]
     [MemberData(nameof(Blocks))]
-    public void Every_csharp_block_of_the_readme_compiles_as_pasted(int line)
+    public void Every_csharp_block_of_the_readme_and_the_guides_compiles_as_pasted(string file, int line)
     {
-        var block = ReadmeSnippets.CSharpBlocks(File.ReadAllText(ReadmeSnippets.ReadmePath)).Single(b => b.Line == line);
+        var block = ReadmeSnippets.AllCSharpBlocks().Single(b => b.File == file && b.Line == line);
 
         var errors = ReadmeSnippets.CompileErrors(block);
 
         Assert.True(errors.Count == 0,
-            $"README.md block starting at line {line} does not compile as pasted:\n{string.Join("\n", errors)}\n\nThe block:\n{string.Join("\n", block.Lines)}");
+            $"{file} block starting at line {line} does not compile as pasted:\n{string.Join("\n", errors)}\n\nThe block:\n{string.Join("\n", block.Lines)}");
     }
 
     [Fact]
-    public void The_readme_has_csharp_blocks_to_check() =>
-        Assert.True(ReadmeSnippets.CSharpBlocks(File.ReadAllText(ReadmeSnippets.ReadmePath)).Count >= 10);
+    public void The_readme_and_the_guides_have_csharp_blocks_to_check()
+    {
+        Assert.True(ReadmeSnippets.CSharpBlocks(File.ReadAllText(ReadmeSnippets.ReadmePath)).Count >= 4);
+        Assert.True(ReadmeSnippets.AllCSharpBlocks().Count >= 20);
+        Assert.Contains(ReadmeSnippets.AllCSharpBlocks(), b => b.File == "docs/transaction-runner.md");
+    }
+
+    [Fact]
+    public void The_readme_stays_a_front_door_under_three_hundred_lines() =>
+        Assert.True(File.ReadAllLines(ReadmeSnippets.ReadmePath).Length < 300, "README.md has grown past 300 lines: move the depth into a guide under docs/.");
+
+    [Fact]
+    public void Every_relative_link_of_the_readme_and_the_guides_resolves_to_a_file_and_anchor_that_exist()
+    {
+        var broken = MarkdownLinks.Broken(ReadmeSnippets.RepositoryRoot, ReadmeSnippets.DocumentFiles);
+
+        Assert.True(broken.Count == 0, "Broken links:\n" + string.Join("\n", broken));
+    }
+
+    [Fact]
+    public void A_link_to_a_missing_file_or_anchor_is_reported()
+    {
+        var root = Directory.CreateTempSubdirectory("rowlock-links-").FullName;
+        try
+        {
+            Directory.CreateDirectory(Path.Combine(root, "docs"));
+            File.WriteAllText(Path.Combine(root, "README.md"), "# Title\n[ok](docs/a.md#the-part) [gone](docs/b.md) [bad anchor](docs/a.md#nope) [here](#title) [web](https://example.com/x.md)\n");
+            File.WriteAllText(Path.Combine(root, "docs", "a.md"), "# A\n## The part\n[back](../README.md#title) [self](#missing)\n");
+
+            var broken = MarkdownLinks.Broken(root, ["README.md", "docs/a.md"]);
+
+            Assert.Equal(["README.md: docs/b.md (no such file)", "README.md: docs/a.md#nope (no such heading)", "docs/a.md: #missing (no such heading)"], broken);
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
+    }
 
     [Fact]
     public void A_block_without_the_using_lines_it_needs_does_not_compile()
@@ -53,10 +104,10 @@ public sealed class ReadmeTests
     [Fact]
     public void Every_test_the_guarantees_table_names_exists()
     {
-        var readme = File.ReadAllText(ReadmeSnippets.ReadmePath);
-        var table = readme[readme.IndexOf("## Guarantees", StringComparison.Ordinal)..];
+        var guide = File.ReadAllText(Path.Combine(ReadmeSnippets.RepositoryRoot, "docs", "guarantees.md"));
+        var table = guide[guide.IndexOf("# Guarantees", StringComparison.Ordinal)..];
         table = table[..table.IndexOf("**Not guaranteed**", StringComparison.Ordinal)];
-        var testsRoot = Path.Combine(Path.GetDirectoryName(ReadmeSnippets.ReadmePath)!, "tests");
+        var testsRoot = Path.Combine(ReadmeSnippets.RepositoryRoot, "tests");
         var sources = Directory.EnumerateFiles(testsRoot, "*.cs", SearchOption.AllDirectories)
             .Where(f => !f.Contains($"{Path.DirectorySeparatorChar}obj{Path.DirectorySeparatorChar}", StringComparison.Ordinal))
             .Select(File.ReadAllText).ToList();
@@ -85,6 +136,6 @@ public sealed class ReadmeTests
             }
         }
 
-        Assert.True(missing.Count == 0, "The Guarantees table names tests that do not exist: " + string.Join(", ", missing));
+        Assert.True(missing.Count == 0, "The Guarantees table (docs/guarantees.md) names tests that do not exist: " + string.Join(", ", missing));
     }
 }

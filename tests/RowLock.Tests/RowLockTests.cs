@@ -29,15 +29,15 @@ public sealed class RowLockTests(DatabaseFixture db) : IClassFixture<DatabaseFix
         await using var connection = await db.DataSource.OpenConnectionAsync();
         var tx = await connection.BeginTransactionAsync();
         await tx.CommitAsync();
-        var completed = await Assert.ThrowsAsync<InvalidOperationException>(() => tx.LockRowsAsync<int>("SELECT 1", null, RowLockClause.ForUpdate));
+        var completed = await Assert.ThrowsAsync<InvalidOperationException>(() => tx.LockRowsAsync<int>("SELECT id FROM t", null, RowLockClause.ForUpdate));
         Assert.StartsWith("The transaction is already committed or rolled back.", completed.Message, StringComparison.Ordinal);
-        await Assert.ThrowsAsync<InvalidOperationException>(() => tx.ClaimRowsAsync<int>("SELECT 1", null, 5));
+        await Assert.ThrowsAsync<InvalidOperationException>(() => tx.ClaimRowsAsync<int>("SELECT id FROM t", null, 5));
         await Assert.ThrowsAsync<InvalidOperationException>(() => tx.LockRowsByKeyAsync<int, int>("t", "id", [1], RowLockClause.ForUpdate));
 
         var open = await connection.BeginTransactionAsync();
         await connection.CloseAsync();
-        await Assert.ThrowsAsync<InvalidOperationException>(() => open.LockRowsAsync<int>("SELECT 1", null, RowLockClause.ForUpdate));
-        await Assert.ThrowsAsync<ArgumentNullException>(() => ((NpgsqlTransaction)null!).LockRowsAsync<int>("SELECT 1", null, RowLockClause.ForUpdate));
+        await Assert.ThrowsAsync<InvalidOperationException>(() => open.LockRowsAsync<int>("SELECT id FROM t", null, RowLockClause.ForUpdate));
+        await Assert.ThrowsAsync<ArgumentNullException>(() => ((NpgsqlTransaction)null!).LockRowsAsync<int>("SELECT id FROM t", null, RowLockClause.ForUpdate));
     }
 
     [Fact]

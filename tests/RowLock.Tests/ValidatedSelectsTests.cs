@@ -9,7 +9,7 @@ public sealed class ValidatedSelectsTests
     public void A_select_that_passed_with_an_of_list_is_still_refused_without_one()
     {
         var sql = $"WITH x AS (SELECT 1 AS one) SELECT t.* FROM t, x /* {Guid.NewGuid()} */";
-        var locking = ValidatedSelects.Validate(sql, "selectSql", RowLockClause.ForUpdate.Of("t"), claim: false);
+        var locking = ValidatedSelects.Validate(sql, "selectSql", RowLockClause.ForUpdate.Of("t"), claim: false).LockingSql;
         Assert.Equal(sql + "\nFOR UPDATE OF \"t\"", locking);
 
         var error = Assert.Throws<ArgumentException>(() => ValidatedSelects.Validate(sql, "selectSql", RowLockClause.ForUpdate, claim: false));
@@ -40,13 +40,13 @@ public sealed class ValidatedSelectsTests
     public void The_locking_sql_follows_the_strength_the_wait_policy_and_the_order_of_the_of_list()
     {
         var sql = $"SELECT * FROM a JOIN b ON a.id = b.id /* {Guid.NewGuid()} */";
-        Assert.Equal(sql + "\nFOR UPDATE", ValidatedSelects.Validate(sql, "selectSql", RowLockClause.ForUpdate, claim: false));
-        Assert.Equal(sql + "\nFOR SHARE NOWAIT", ValidatedSelects.Validate(sql, "selectSql", RowLockClause.ForShare.NoWait(), claim: false));
-        Assert.Equal(sql + "\nFOR UPDATE SKIP LOCKED", ValidatedSelects.Validate(sql, "selectSql", RowLockClause.ForUpdate.SkipLocked(), claim: false));
-        Assert.Equal(sql + "\nFOR UPDATE", ValidatedSelects.Validate(sql, "selectSql", RowLockClause.ForUpdate.WithTimeout(TimeSpan.FromSeconds(1)), claim: false));
-        Assert.Equal(sql + "\nFOR UPDATE OF \"a\", \"b\"", ValidatedSelects.Validate(sql, "selectSql", RowLockClause.ForUpdate.Of("a", "b"), claim: false));
-        Assert.Equal(sql + "\nFOR UPDATE OF \"b\", \"a\"", ValidatedSelects.Validate(sql, "selectSql", RowLockClause.ForUpdate.Of("b", "a"), claim: false));
-        Assert.Equal(sql, ValidatedSelects.Validate(sql, "selectSql", RowLockClause.ForUpdate.SkipLocked(), claim: true));
+        Assert.Equal(sql + "\nFOR UPDATE", ValidatedSelects.Validate(sql, "selectSql", RowLockClause.ForUpdate, claim: false).LockingSql);
+        Assert.Equal(sql + "\nFOR SHARE NOWAIT", ValidatedSelects.Validate(sql, "selectSql", RowLockClause.ForShare.NoWait(), claim: false).LockingSql);
+        Assert.Equal(sql + "\nFOR UPDATE SKIP LOCKED", ValidatedSelects.Validate(sql, "selectSql", RowLockClause.ForUpdate.SkipLocked(), claim: false).LockingSql);
+        Assert.Equal(sql + "\nFOR UPDATE", ValidatedSelects.Validate(sql, "selectSql", RowLockClause.ForUpdate.WithTimeout(TimeSpan.FromSeconds(1)), claim: false).LockingSql);
+        Assert.Equal(sql + "\nFOR UPDATE OF \"a\", \"b\"", ValidatedSelects.Validate(sql, "selectSql", RowLockClause.ForUpdate.Of("a", "b"), claim: false).LockingSql);
+        Assert.Equal(sql + "\nFOR UPDATE OF \"b\", \"a\"", ValidatedSelects.Validate(sql, "selectSql", RowLockClause.ForUpdate.Of("b", "a"), claim: false).LockingSql);
+        Assert.Equal(sql, ValidatedSelects.Validate(sql, "selectSql", RowLockClause.ForUpdate.SkipLocked(), claim: true).LockingSql);
     }
 
     [Fact]
@@ -56,7 +56,7 @@ public sealed class ValidatedSelectsTests
         for (var i = 0; i < ValidatedSelects.Capacity * 3; i++)
         {
             var sql = $"SELECT * FROM t WHERE id = {i} /* {prefix} */";
-            Assert.Equal(sql + "\nFOR UPDATE", ValidatedSelects.Validate(sql, "selectSql", RowLockClause.ForUpdate, claim: false));
+            Assert.Equal(sql + "\nFOR UPDATE", ValidatedSelects.Validate(sql, "selectSql", RowLockClause.ForUpdate, claim: false).LockingSql);
         }
 
         // Other tests may add entries concurrently, hence the slack; without the bound the cache would hold 3 x Capacity.

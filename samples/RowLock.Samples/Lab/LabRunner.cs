@@ -9,7 +9,7 @@ namespace RowLock.Samples.Lab;
 /// <summary>Runs scenarios and prints the comparison table.</summary>
 public static class LabRunner
 {
-    /// <summary>Every scenario, in the order README presents them.</summary>
+    /// <summary>Every scenario, in the order docs/lab.md presents them.</summary>
     public static IReadOnlyList<Scenario> All { get; } =
         [new HotRecord(), new FifoStock(), new EditConflict(), new CronBatch(), new OneTimeJob(), new DeadlockRetry(), new PresenceHeartbeat(), new LeaderJob()];
 

@@ -1,6 +1,4 @@
 using System.Globalization;
-using Dapper;
-using Npgsql;
 
 namespace RowLock.Internal;
 
@@ -64,18 +62,4 @@ internal static class LockTimeout
 
     /// <summary>Puts the caller's lock_timeout back (one result set).</summary>
     public const string Restore = "SELECT set_config('lock_timeout', current_setting('rowlock.saved_lock_timeout'), true)";
-
-    /// <summary>
-    /// Runs a timed locking batch whose statements that answer are: the saved lock_timeout (one row), the locking SELECT,
-    /// the restored lock_timeout (one row); returns the locked rows. A SAVEPOINT, SET LOCAL or RELEASE around them answers nothing.
-    /// </summary>
-    public static async Task<IReadOnlyList<T>> QueryTimedAsync<T>(NpgsqlConnection connection, NpgsqlTransaction transaction, string sql,
-        object? param, CancellationToken cancellationToken)
-    {
-        using var grid = await connection.QueryMultipleAsync(new CommandDefinition(sql, param, transaction, cancellationToken: cancellationToken)).ConfigureAwait(false);
-        await grid.ReadAsync<string>().ConfigureAwait(false);
-        var locked = (await grid.ReadAsync<T>().ConfigureAwait(false)).AsList();
-        await grid.ReadAsync<string>().ConfigureAwait(false);
-        return locked;
-    }
 }

@@ -18,6 +18,7 @@ internal readonly struct LockedSelectRules
     private readonly bool _claim;
     private readonly bool _skipLocked;
     private readonly List<string> _withNames;
+    private readonly List<string> _relations;
 
     public LockedSelectRules(string sql, List<SqlToken> tokens, string paramName, IReadOnlyList<string>? of, bool claim, bool skipLocked)
     {
@@ -28,11 +29,16 @@ internal readonly struct LockedSelectRules
         _claim = claim;
         _skipLocked = skipLocked;
         _withNames = [];
+        _relations = [];
     }
 
     private const string UseOf = "RowLockClause.ForUpdate.Of(\"table\")";
 
-    public void Check()
+    /// <summary>
+    /// Checks the SQL and returns the relations the clause reaches, each as a quoted (schema-qualified when written so)
+    /// name: the server check (<see cref="ServerShapeCheck"/>) finds out which of them are views and checks their definitions.
+    /// </summary>
+    public IReadOnlyList<string> Check()
     {
         CheckOneStatement();
         MatchParentheses();
@@ -75,6 +81,16 @@ internal readonly struct LockedSelectRules
         {
             throw NotASelect(first, "");
         }
+
+        if (_relations.Count == 0)
+        {
+            throw Refuse(_of is null
+                ? "The SQL reads no table the locking clause can lock: it has no FROM clause, or its FROM clause holds only functions, VALUES or WITH queries, which PostgreSQL silently does not lock. "
+                    + "Select from the table whose rows you want locked (SELECT ... FROM t WHERE id = @id), not through a scalar subquery or a function."
+                : "RowLockClause.Of names no table the clause can lock: only a function, VALUES or a subquery that reads none. Name the table (or its alias) in FROM whose rows to lock.");
+        }
+
+        return _relations;
     }
 
     private void CheckOneStatement()
@@ -255,6 +271,12 @@ internal readonly struct LockedSelectRules
                 {
                     CheckFromGroup(i, close, of);
                 }
+                else if (clause == Clause.SelectList && StartsSubquery(i))
+                {
+                    throw Refuse("The SQL has a subquery in its select list: a locking clause does not lock the rows a subquery there reads, and after waiting for a lock "
+                        + "PostgreSQL re-reads only the locked rows, so the subquery's values can be stale. Join the table in FROM (the clause then locks its rows), "
+                        + "or read it in a later statement once the lock is held. Subqueries in WHERE are fine.");
+                }
 
                 i = close;
                 continue;
@@ -263,6 +285,12 @@ internal readonly struct LockedSelectRules
             if (kind == SqlTokenKind.Comma && clause == Clause.From)
             {
                 segmentStart = i + 1;
+                continue;
+            }
+
+            if (clause == Clause.From && kind is SqlTokenKind.Word or SqlTokenKind.QuotedIdentifier && IsFromItemStart(i, first, inFrom))
+            {
+                i = CheckFromItem(i, last, of);
                 continue;
             }
 
@@ -356,6 +384,139 @@ internal readonly struct LockedSelectRules
             {
                 CheckOuterJoin(i, segmentStart, last, of);
             }
+        }
+    }
+
+    /// <summary>True when the '(' at <paramref name="open"/> starts a subquery (SELECT, WITH, VALUES or TABLE, maybe in more parentheses).</summary>
+    private bool StartsSubquery(int open)
+    {
+        var inner = open + 1;
+        while (Kind(inner) == SqlTokenKind.OpenParen)
+        {
+            inner++;
+        }
+
+        return IsWord(inner, "SELECT") || IsWord(inner, "WITH") || IsWord(inner, "VALUES") || IsWord(inner, "TABLE");
+    }
+
+    /// <summary>
+    /// True when the name at <paramref name="i"/> begins a FROM item: it follows FROM, a comma, JOIN, LATERAL or ONLY, or
+    /// opens a parenthesised join (<paramref name="inFrom"/> and <paramref name="i"/> is its first token).
+    /// </summary>
+    private bool IsFromItemStart(int i, int first, bool inFrom)
+    {
+        if (Kind(i - 1) == SqlTokenKind.Dot)
+        {
+            return false;
+        }
+
+        if (i == first)
+        {
+            return inFrom;
+        }
+
+        return Kind(i - 1) == SqlTokenKind.Comma || IsWord(i - 1, "FROM") || IsWord(i - 1, "JOIN") || IsWord(i - 1, "LATERAL") || IsWord(i - 1, "ONLY");
+    }
+
+    /// <summary>
+    /// One FROM item that is not in parentheses: a table or view (recorded when the clause reaches it), a function call or
+    /// ROWS FROM (PostgreSQL never locks what a function returns), or a keyword that leads the item (LATERAL, ONLY). Returns
+    /// the last token it consumed.
+    /// </summary>
+    private int CheckFromItem(int i, int last, IReadOnlyList<string>? of)
+    {
+        if (IsWord(i, "LATERAL") || IsWord(i, "ONLY"))
+        {
+            return i; // the item follows
+        }
+
+        if (IsWord(i, "ROWS") && IsWord(i + 1, "FROM") && Kind(i + 2) == SqlTokenKind.OpenParen)
+        {
+            var close = _tokens[i + 2].Match;
+            CheckFunctionItem(close, "ROWS FROM (...)", pure: false, of);
+            return close;
+        }
+
+        // A (possibly qualified) name: schema.name, or database.schema.name.
+        var parts = new List<string>(2) { Name(i) };
+        var end = i;
+        while (Kind(end + 1) == SqlTokenKind.Dot && Kind(end + 2) is SqlTokenKind.Word or SqlTokenKind.QuotedIdentifier)
+        {
+            end += 2;
+            parts.Add(Name(end));
+        }
+
+        if (Kind(end + 1) == SqlTokenKind.OpenParen)
+        {
+            var close = _tokens[end + 1].Match;
+            var pure = (parts.Count == 1 || (parts.Count == 2 && parts[0] == "pg_catalog")) && SqlFunctionNames.IsSetReturning(parts[^1]);
+            CheckFunctionItem(close, parts[^1] + "()", pure, of);
+            return close;
+        }
+
+        var alias = Alias(end + 1, out var aliasEnd);
+        if (parts.Count == 1 && _withNames.Contains(parts[0], StringComparer.Ordinal))
+        {
+            return aliasEnd; // a WITH query: never locked; CheckWith and CheckFromGroup say so where it matters
+        }
+
+        if (of is null || of.Contains(alias ?? parts[^1], StringComparer.Ordinal))
+        {
+            var quoted = new System.Text.StringBuilder();
+            foreach (var part in parts)
+            {
+                quoted.Append(quoted.Length == 0 ? "\"" : ".\"").Append(part.Replace("\"", "\"\"", StringComparison.Ordinal)).Append('"');
+            }
+
+            var name = quoted.ToString();
+            if (!_relations.Contains(name, StringComparer.Ordinal))
+            {
+                _relations.Add(name);
+            }
+        }
+
+        return aliasEnd;
+    }
+
+    /// <summary>The alias after a FROM item (AS optional), or null; <paramref name="end"/> is the last token of the item.</summary>
+    private string? Alias(int at, out int end)
+    {
+        var aliasAt = IsWord(at, "AS") ? at + 1 : at;
+        if (Kind(aliasAt) == SqlTokenKind.QuotedIdentifier
+            || (Kind(aliasAt) == SqlTokenKind.Word && !EndsFromItem(aliasAt) && !IsWord(aliasAt, "TABLESAMPLE") && !IsWord(aliasAt, "AS")))
+        {
+            end = aliasAt;
+            return Name(aliasAt);
+        }
+
+        end = at - 1;
+        return null;
+    }
+
+    /// <summary>
+    /// A function in FROM (or ROWS FROM): PostgreSQL does not lock what it returns, silently when the clause has no OF.
+    /// A built-in set-returning function that reads no table (generate_series, unnest...) may sit beside a table; any
+    /// other function may read tables the clause never reaches, so without OF it is refused, and OF may not name it.
+    /// </summary>
+    private void CheckFunctionItem(int close, string what, bool pure, IReadOnlyList<string>? of)
+    {
+        var alias = Alias(close + 1, out _);
+        if (of is null)
+        {
+            if (pure)
+            {
+                return;
+            }
+
+            throw Refuse($"The SQL reads the function {what} in FROM: PostgreSQL never locks the rows a function returns and silently skips it under a locking clause, "
+                + "so what it reads from tables would not be locked. Select from the tables themselves, or name the tables whose rows to lock with "
+                + $"{UseOf} (the function's rows then stay unlocked, as you asked).");
+        }
+
+        if (alias is not null && of.Contains(alias, StringComparer.Ordinal))
+        {
+            throw Refuse($"RowLockClause.Of names '{alias}', the function {what} in FROM: PostgreSQL cannot lock the rows a function returns. "
+                + "Name the table (or its alias) in FROM whose rows to lock.");
         }
     }
 

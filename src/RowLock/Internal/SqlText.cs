@@ -18,12 +18,30 @@ internal static class SqlText
     /// <param name="paramName">The parameter name reported in the exception.</param>
     /// <param name="clause">The clause to be appended; its OF list and wait policy matter.</param>
     /// <param name="claim">True for ClaimRowsAsync, which appends LIMIT n itself.</param>
-    public static void ValidateSelect(string sql, string paramName, RowLockClause clause, bool claim)
+    /// <returns>The relations the clause reaches, quoted, for the server check of views (<see cref="ServerShapeCheck"/>).</returns>
+    public static IReadOnlyList<string> ValidateSelect(string sql, string paramName, RowLockClause clause, bool claim)
     {
         var tokens = Tokenize(sql, paramName, "one SELECT statement", ", without a locking clause");
 
         var of = clause.Tables;
-        new LockedSelectRules(sql, tokens, paramName, of.Count == 0 ? null : of, claim, clause.WaitPolicy == LockWaitPolicy.SkipLocked).Check();
+        return new LockedSelectRules(sql, tokens, paramName, of.Count == 0 ? null : of, claim, clause.WaitPolicy == LockWaitPolicy.SkipLocked).Check();
+    }
+
+    /// <summary>
+    /// Checks a view's definition (from pg_get_viewdef) as PostgreSQL applies a locking clause to it: pushed down with no
+    /// OF list, so every rule holds for it and every relation it reads must be lockable. Returns those relations.
+    /// </summary>
+    public static IReadOnlyList<string> ValidateViewDefinition(string definition, string paramName)
+    {
+        var trimmed = definition.AsSpan().TrimEnd();
+        if (trimmed.EndsWith(";", StringComparison.Ordinal))
+        {
+            trimmed = trimmed[..^1];
+        }
+
+        var sql = trimmed.ToString();
+        var tokens = Tokenize(sql, paramName, "a view definition", "");
+        return new LockedSelectRules(sql, tokens, paramName, null, claim: false, skipLocked: false).Check();
     }
 
     /// <summary>

@@ -14,7 +14,7 @@ internal static class ValidatedSelects
 {
     public const int Capacity = 1024;
 
-    private static readonly ConcurrentDictionary<Key, string> Cache = new();
+    private static readonly ConcurrentDictionary<Key, ValidatedSelect> Cache = new();
     private static int _count;
 
     /// <summary>How many entries the cache holds now (tests check the bound).</summary>
@@ -22,28 +22,28 @@ internal static class ValidatedSelects
 
     /// <summary>
     /// Validates <paramref name="sql"/> for <paramref name="clause"/> (throws as <see cref="SqlText.ValidateSelect"/>
-    /// does) and returns the SQL to send: for a lock, the SELECT with the clause appended; for a claim, the SELECT itself
-    /// (the caller appends LIMIT and the clause).
+    /// does) and returns the SQL to send (for a lock, the SELECT with the clause appended; for a claim, the SELECT itself:
+    /// the caller appends LIMIT and the clause) with the relations the clause reaches, for <see cref="ServerShapeCheck"/>.
     /// </summary>
-    public static string Validate(string sql, string paramName, RowLockClause clause, bool claim)
+    public static ValidatedSelect Validate(string sql, string paramName, RowLockClause clause, bool claim)
     {
         ArgumentNullException.ThrowIfNull(sql, paramName);
         var key = new Key(sql, clause, claim);
-        if (Cache.TryGetValue(key, out var lockingSql))
+        if (Cache.TryGetValue(key, out var validated))
         {
-            return lockingSql;
+            return validated;
         }
 
-        SqlText.ValidateSelect(sql, paramName, clause, claim);
-        lockingSql = claim ? sql : sql + "\n" + clause.ToSql();
-        if (Cache.TryAdd(key, lockingSql) && Interlocked.Increment(ref _count) > Capacity)
+        var relations = SqlText.ValidateSelect(sql, paramName, clause, claim);
+        validated = new ValidatedSelect(claim ? sql : sql + "\n" + clause.ToSql(), new LockedRelations(relations));
+        if (Cache.TryAdd(key, validated) && Interlocked.Increment(ref _count) > Capacity)
         {
             // Start over rather than track recency: a working set that fits stays warm, a flood of one-off SQL does not grow it.
             Cache.Clear();
             Interlocked.Exchange(ref _count, 0);
         }
 
-        return lockingSql;
+        return validated;
     }
 
     /// <summary>What validation and the locking SQL depend on: the text, the strength, the wait policy, the OF list and claim. Not the timeout.</summary>
@@ -89,3 +89,6 @@ internal static class ValidatedSelects
         public override int GetHashCode() => HashCode.Combine(_sql, _clause.Strength, _clause.WaitPolicy, _claim, _clause.TableArray.IsDefault ? 0 : _clause.TableArray.Length);
     }
 }
+
+/// <summary>A SELECT that passed the text checks: the SQL to send and the relations the clause reaches.</summary>
+internal sealed record ValidatedSelect(string LockingSql, LockedRelations Relations);

@@ -1,4 +1,3 @@
-using Dapper;
 using Npgsql;
 using RowLock.Internal;
 
@@ -11,6 +10,8 @@ namespace RowLock;
 /// </summary>
 internal static class LockWithoutSavepoint
 {
+    private static readonly string[] Restore = [LockTimeout.Restore];
+
     public static async Task<IReadOnlyList<T>> QueryAsync<T>(NpgsqlConnection connection, NpgsqlTransaction transaction,
         string lockingSql, object? param, RowLockClause clause, CancellationToken cancellationToken)
     {
@@ -18,14 +19,13 @@ internal static class LockWithoutSavepoint
         {
             if (clause.WaitPolicy == LockWaitPolicy.NoWait)
             {
-                var rows = await connection.QueryAsync<T>(new CommandDefinition(lockingSql, param, transaction, cancellationToken: cancellationToken)).ConfigureAwait(false);
-                return rows.AsList();
+                return await LockingBatch.QueryAsync<T>(connection, transaction, lockingSql, param, "selectSql", default, 0, default, cancellationToken).ConfigureAwait(false);
             }
 
             // The caller's lock_timeout is saved and put back in the same round trip when the lock is granted. When it is
             // not, the transaction is aborted, and the rollback the caller must do undoes the SET LOCAL with everything else.
-            var sql = $"{LockTimeout.Save};\n{LockTimeout.SetLocal(clause.Timeout!.Value)};\n{lockingSql};\n{LockTimeout.Restore}";
-            return await LockTimeout.QueryTimedAsync<T>(connection, transaction, sql, param, cancellationToken).ConfigureAwait(false);
+            string[] before = [LockTimeout.Save, LockTimeout.SetLocal(clause.Timeout!.Value)];
+            return await LockingBatch.QueryAsync<T>(connection, transaction, lockingSql, param, "selectSql", before, 1, Restore, cancellationToken).ConfigureAwait(false);
         }
         catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable)
         {

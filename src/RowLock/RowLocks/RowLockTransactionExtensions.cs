@@ -1,5 +1,4 @@
 using System.Globalization;
-using Dapper;
 using Npgsql;
 using RowLock.Internal;
 
@@ -38,12 +37,15 @@ public static class RowLockTransactionExtensions
     /// the clause would not lock or that PostgreSQL refuses with it: WITH without <see cref="RowLockClause.Of"/>, OF naming a
     /// WITH query, UNION / INTERSECT / EXCEPT, DISTINCT, GROUP BY, HAVING, a built-in aggregate, a window function, a
     /// set-returning function in the select list, an outer join's nullable side, a locking clause or FOR READ ONLY of its
-    /// own, or FETCH ... WITH TIES with SKIP LOCKED. Each of these holds for the SELECT and for every subquery in FROM the
-    /// clause reaches. The message names the construct and says what to write instead.
+    /// own, or FETCH ... WITH TIES with SKIP LOCKED; or rows the clause would not lock: no table the clause reaches (no FROM,
+    /// only functions or VALUES), a function or ROWS FROM in FROM without <see cref="RowLockClause.Of"/> (PostgreSQL never
+    /// locks what a function returns), a subquery in the select list. Each of these holds for the SELECT, for every subquery
+    /// in FROM the clause reaches and, checked once on the server per data source, for every view it reaches (a view defined
+    /// WITH, over a function or VALUES; a materialized view or foreign table). The message names the construct and says what
+    /// to write instead. The SQL is sent as its own batch command, so Npgsql can never split it into several statements.
     /// </exception>
     /// <exception cref="PostgresException">
-    /// PostgreSQL refused what the text does not show (a view with DISTINCT or GROUP BY, an outer join inside a view, a
-    /// user-defined aggregate, a function that fails). With the waiting and <c>SkipLocked()</c> policies the caller's
+    /// PostgreSQL refused what the text does not show (a user-defined aggregate, a function that fails). With the waiting and <c>SkipLocked()</c> policies the caller's
     /// transaction is then aborted and must be rolled back; with <c>NoWait()</c> and <c>WithTimeout</c>, which run in a
     /// savepoint, RowLock rolls back to the savepoint and the transaction is still usable (not with
     /// <see cref="RowLockClause.WithoutSavepoint"/>, which runs no savepoint: the transaction is aborted).
@@ -52,10 +54,10 @@ public static class RowLockTransactionExtensions
     public static Task<IReadOnlyList<T>> LockRowsAsync<T>(this NpgsqlTransaction transaction, string selectSql, object? param,
         RowLockClause clause, CancellationToken cancellationToken = default)
     {
-        var lockingSql = ValidatedSelects.Validate(selectSql, nameof(selectSql), clause, claim: false);
+        var validated = ValidatedSelects.Validate(selectSql, nameof(selectSql), clause, claim: false);
         var connection = TransactionGuard.RequireActive(transaction, nameof(transaction));
         SqlText.ValidateForSession(selectSql, nameof(selectSql), connection);
-        return QueryLockedAsync<T>(connection, transaction, lockingSql, param, clause, cancellationToken);
+        return CheckedQueryLockedAsync<T>(connection, transaction, validated.Relations, nameof(selectSql), validated.LockingSql, param, clause, cancellationToken);
     }
 
     /// <summary>
@@ -85,11 +87,11 @@ public static class RowLockTransactionExtensions
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
         var clause = RowLockClause.ForUpdate.SkipLocked();
-        ValidatedSelects.Validate(selectSql, nameof(selectSql), clause, claim: true);
+        var validated = ValidatedSelects.Validate(selectSql, nameof(selectSql), clause, claim: true);
         var connection = TransactionGuard.RequireActive(transaction, nameof(transaction));
         SqlText.ValidateForSession(selectSql, nameof(selectSql), connection);
         var sql = string.Create(CultureInfo.InvariantCulture, $"{selectSql}\nLIMIT {limit}\nFOR UPDATE SKIP LOCKED");
-        return QueryLockedAsync<T>(connection, transaction, sql, param, clause, cancellationToken);
+        return CheckedQueryLockedAsync<T>(connection, transaction, validated.Relations, nameof(selectSql), sql, param, clause, cancellationToken);
     }
 
     /// <summary>
@@ -130,10 +132,36 @@ public static class RowLockTransactionExtensions
 
         // ORDER BY under the locking clause makes PostgreSQL lock the rows in key order.
         var sql = $"SELECT * FROM {quotedTable} WHERE {quotedKey} = ANY(@keys) ORDER BY {quotedKey}\n{clause.ToSql()}";
-        return QueryLockedAsync<T>(connection, transaction, sql, new { keys = sorted }, clause, cancellationToken);
+        return CheckedQueryLockedAsync<T>(connection, transaction, new LockedRelations([quotedTable]), nameof(table), sql, new { keys = sorted }, clause, cancellationToken);
+    }
+
+    /// <summary>
+    /// The server check of what the text cannot show (views), then the locking statement. After the first call for the
+    /// same relations on the same data source the check is a cache hit: no round trip, no extra async layer.
+    /// </summary>
+    private static Task<IReadOnlyList<T>> CheckedQueryLockedAsync<T>(NpgsqlConnection connection, NpgsqlTransaction transaction, LockedRelations relations,
+        string paramName, string lockingSql, object? param, RowLockClause clause, CancellationToken cancellationToken)
+    {
+        var check = ServerShapeCheck.EnsureAsync(connection, transaction, relations, paramName, cancellationToken);
+        return check.IsCompletedSuccessfully
+            ? QueryLockedAsync<T>(connection, transaction, lockingSql, param, clause, cancellationToken)
+            : CheckThenQueryLockedAsync<T>(check, connection, transaction, lockingSql, param, clause, cancellationToken);
+    }
+
+    private static async Task<IReadOnlyList<T>> CheckThenQueryLockedAsync<T>(ValueTask check, NpgsqlConnection connection, NpgsqlTransaction transaction,
+        string lockingSql, object? param, RowLockClause clause, CancellationToken cancellationToken)
+    {
+        await check.ConfigureAwait(false);
+        return await QueryLockedAsync<T>(connection, transaction, lockingSql, param, clause, cancellationToken).ConfigureAwait(false);
     }
 
     private const string Savepoint = "rowlock_lock";
+
+    private static readonly string[] SavepointOnly = [$"SAVEPOINT {Savepoint}"];
+
+    private static readonly string[] ReleaseOnly = [$"RELEASE SAVEPOINT {Savepoint}"];
+
+    private static readonly string[] RestoreAndRelease = [LockTimeout.Restore, $"RELEASE SAVEPOINT {Savepoint}"];
 
     /// <summary>
     /// Sends the locking SELECT in one round trip. NOWAIT and timed waits run inside a savepoint, so that a failure
@@ -149,7 +177,7 @@ public static class RowLockTransactionExtensions
         {
             // The plain statement (waiting or SKIP LOCKED, no savepoint) is awaited right here: one async layer less per call.
             IReadOnlyList<T> rows = clause.WaitPolicy is LockWaitPolicy.Wait or LockWaitPolicy.SkipLocked
-                ? (await connection.QueryAsync<T>(new CommandDefinition(lockingSql, param, transaction, cancellationToken: cancellationToken)).ConfigureAwait(false)).AsList()
+                ? await LockingBatch.QueryAsync<T>(connection, transaction, lockingSql, param, "selectSql", default, 0, default, cancellationToken).ConfigureAwait(false)
                 : await QueryLockedCoreAsync<T>(connection, transaction, lockingSql, param, clause, cancellationToken).ConfigureAwait(false);
             RowLockHistograms.RecordLockWait(start, "row", "acquired");
             return rows;
@@ -178,15 +206,13 @@ public static class RowLockTransactionExtensions
         {
             case LockWaitPolicy.Wait:
             case LockWaitPolicy.SkipLocked:
-                var rows = await connection.QueryAsync<T>(new CommandDefinition(lockingSql, param, transaction, cancellationToken: cancellationToken)).ConfigureAwait(false);
-                return rows.AsList();
+                return await LockingBatch.QueryAsync<T>(connection, transaction, lockingSql, param, "selectSql", default, 0, default, cancellationToken).ConfigureAwait(false);
 
             case LockWaitPolicy.NoWait:
                 try
                 {
-                    var sql = $"SAVEPOINT {Savepoint};\n{lockingSql};\nRELEASE SAVEPOINT {Savepoint}";
-                    var locked = await connection.QueryAsync<T>(new CommandDefinition(sql, param, transaction, cancellationToken: cancellationToken)).ConfigureAwait(false);
-                    return locked.AsList();
+                    return await LockingBatch.QueryAsync<T>(connection, transaction, lockingSql, param, "selectSql",
+                        SavepointOnly, 0, ReleaseOnly, cancellationToken).ConfigureAwait(false);
                 }
                 catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable)
                 {
@@ -201,8 +227,10 @@ public static class RowLockTransactionExtensions
             case LockWaitPolicy.Timeout:
                 try
                 {
-                    var sql = $"SAVEPOINT {Savepoint};\n{LockTimeout.Save};\n{LockTimeout.SetLocal(clause.Timeout!.Value)};\n{lockingSql};\n{LockTimeout.Restore};\nRELEASE SAVEPOINT {Savepoint}";
-                    return await LockTimeout.QueryTimedAsync<T>(connection, transaction, sql, param, cancellationToken).ConfigureAwait(false);
+                    // The saved and the restored lock_timeout each answer one row: one result set before the lock.
+                    string[] before = [$"SAVEPOINT {Savepoint}", LockTimeout.Save, LockTimeout.SetLocal(clause.Timeout!.Value)];
+                    return await LockingBatch.QueryAsync<T>(connection, transaction, lockingSql, param, "selectSql",
+                        before, 1, RestoreAndRelease, cancellationToken).ConfigureAwait(false);
                 }
                 catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable)
                 {

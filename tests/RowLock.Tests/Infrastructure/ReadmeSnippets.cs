@@ -6,11 +6,14 @@ using Microsoft.CodeAnalysis.CSharp;
 
 namespace RowLock.Tests.Infrastructure;
 
-/// <summary>A <c>```csharp</c> block of README.md; <see cref="Line"/> is the README line of its first code line.</summary>
-public sealed record CodeBlock(int Line, IReadOnlyList<string> Lines);
+/// <summary>
+/// A <c>```csharp</c> block of README.md or a guide under docs/; <see cref="Line"/> is the line of its first code line in
+/// <see cref="File"/> (a path relative to the repository root, with forward slashes).
+/// </summary>
+public sealed record CodeBlock(int Line, IReadOnlyList<string> Lines, string File = "README.md");
 
 /// <summary>
-/// Compiles README's C# blocks against RowLock and the packages a reader installs (Npgsql, Dapper, Polly,
+/// Compiles the C# blocks of README.md and docs/*.md against RowLock and the packages a reader installs (Npgsql, Dapper, Polly,
 /// Microsoft.Extensions.*), as a reader would paste them into a new project. The block's own <c>using</c> lines are
 /// used, never added: only the new project's implicit usings (System, System.Linq, System.Threading.Tasks...) are in
 /// scope otherwise. The wrapper supplies the context a reader naturally has around a fragment: an async method body
@@ -19,8 +22,6 @@ public sealed record CodeBlock(int Line, IReadOnlyList<string> Lines);
 /// </summary>
 public static partial class ReadmeSnippets
 {
-    private const string FileName = "README.md";
-
     // What `dotnet new console` gives every file (ImplicitUsings), and nothing else.
     private const string ImplicitUsings = """
         global using System;
@@ -42,7 +43,7 @@ public static partial class ReadmeSnippets
         string connectionString,
         CancellationToken ct,
         CancellationToken cancellationToken,
-        global::Microsoft.Extensions.Logging.ILogger<global::RowLock.TransactionRunner> logger,
+        global::Microsoft.Extensions.Logging.ILogger logger,
         global::Microsoft.Extensions.Logging.ILoggerFactory loggerFactory,
         global::RowLock.TransactionRunner runner,
         global::RowLock.AdvisoryLockKey key,
@@ -56,7 +57,8 @@ public static partial class ReadmeSnippets
         decimal amount,
         string product, string name, string sql,
         object? param,
-        TimeSpan timeout
+        TimeSpan timeout,
+        string[] args
         """;
 
     // Methods of the reader's own code that fragments call.
@@ -84,13 +86,13 @@ public static partial class ReadmeSnippets
         ["Job"] = "public sealed record Job(long Id, string Payload);",
         ["ShopContext"] = "public sealed class ShopContext(global::Microsoft.EntityFrameworkCore.DbContextOptions<ShopContext> options) : global::Microsoft.EntityFrameworkCore.DbContext(options) { public global::Microsoft.EntityFrameworkCore.DbSet<EfOrder> Orders => Set<EfOrder>(); public global::Microsoft.EntityFrameworkCore.DbSet<EfJob> Jobs => Set<EfJob>(); public global::Microsoft.EntityFrameworkCore.DbSet<EfCounter> Counters => Set<EfCounter>(); } public sealed class EfOrder { public long Id { get; set; } } public sealed class EfJob { public long Id { get; set; } public bool Done { get; set; } } public sealed class EfCounter { public int Id { get; set; } public int Value { get; set; } }",
         ["OutOfStockException"] = "public sealed class OutOfStockException : Exception;",
-        ["ReaderHostBuilder"] = "public sealed class ReaderHostBuilder { public global::Microsoft.Extensions.DependencyInjection.IServiceCollection Services { get; } = new global::Microsoft.Extensions.DependencyInjection.ServiceCollection(); }",
+        ["ReaderHostBuilder"] = "public sealed class ReaderHostBuilder { public global::Microsoft.Extensions.DependencyInjection.IServiceCollection Services { get; } = new global::Microsoft.Extensions.DependencyInjection.ServiceCollection(); public global::Microsoft.Extensions.Configuration.IConfigurationManager Configuration { get; } = new global::Microsoft.Extensions.Configuration.ConfigurationManager(); }",
     };
 
     private static readonly Lazy<IReadOnlyList<MetadataReference>> References = new(LoadReferences);
 
-    /// <summary>README.md of the repository this test was built from (found by walking up to RowLock.sln).</summary>
-    public static string ReadmePath
+    /// <summary>The root of the repository this test was built from (found by walking up to RowLock.sln).</summary>
+    public static string RepositoryRoot
     {
         get
         {
@@ -98,7 +100,7 @@ public static partial class ReadmeSnippets
             {
                 if (File.Exists(Path.Combine(dir.FullName, "RowLock.sln")))
                 {
-                    return Path.Combine(dir.FullName, FileName);
+                    return dir.FullName;
                 }
             }
 
@@ -106,8 +108,23 @@ public static partial class ReadmeSnippets
         }
     }
 
+    /// <summary>README.md of the repository this test was built from.</summary>
+    public static string ReadmePath => Path.Combine(RepositoryRoot, "README.md");
+
+    /// <summary>README.md and every guide under docs/, as paths relative to the repository root with forward slashes.</summary>
+    public static IReadOnlyList<string> DocumentFiles =>
+        new[] { "README.md" }
+            .Concat(Directory.EnumerateFiles(Path.Combine(RepositoryRoot, "docs"), "*.md", SearchOption.AllDirectories)
+                .Select(f => Path.GetRelativePath(RepositoryRoot, f).Replace(Path.DirectorySeparatorChar, '/'))
+                .Order(StringComparer.Ordinal))
+            .ToList();
+
+    /// <summary>Every C# block of README.md and of the guides under docs/.</summary>
+    public static IReadOnlyList<CodeBlock> AllCSharpBlocks() =>
+        DocumentFiles.SelectMany(file => CSharpBlocks(File.ReadAllText(Path.Combine(RepositoryRoot, file)), file)).ToList();
+
     /// <summary>Every <c>```csharp</c> (or <c>```cs</c>, <c>```c#</c>) block of <paramref name="markdown"/>.</summary>
-    public static IReadOnlyList<CodeBlock> CSharpBlocks(string markdown)
+    public static IReadOnlyList<CodeBlock> CSharpBlocks(string markdown, string file = "README.md")
     {
         var lines = markdown.ReplaceLineEndings("\n").Split('\n');
         var blocks = new List<CodeBlock>();
@@ -130,7 +147,7 @@ public static partial class ReadmeSnippets
 
             if (language is "csharp" or "cs" or "c#")
             {
-                blocks.Add(new CodeBlock(start + 1, lines[start..end].Select(l => l.Length >= indent && string.IsNullOrWhiteSpace(l[..indent]) ? l[indent..] : l).ToList()));
+                blocks.Add(new CodeBlock(start + 1, lines[start..end].Select(l => l.Length >= indent && string.IsNullOrWhiteSpace(l[..indent]) ? l[indent..] : l).ToList(), file));
             }
 
             i = end;
@@ -149,7 +166,7 @@ public static partial class ReadmeSnippets
             var line = block.Lines[i];
             if (UsingDirective().IsMatch(line))
             {
-                source.AppendLine($"#line {block.Line + i} \"{FileName}\"").AppendLine(line);
+                source.AppendLine($"#line {block.Line + i} \"{block.File}\"").AppendLine(line);
                 body.AppendLine(); // keeps the body's lines where README has them
             }
             else
@@ -168,7 +185,7 @@ public static partial class ReadmeSnippets
             .AppendLine("    {")
             .AppendLine("        var snippet = async () =>")
             .AppendLine("        {")
-            .AppendLine($"#line {block.Line} \"{FileName}\"")
+            .AppendLine($"#line {block.Line} \"{block.File}\"")
             .Append(body)
             .AppendLine("#line default")
             .AppendLine("            throw new InvalidOperationException(\"the rest of the reader's method\"); // so a fragment may return on some paths only")
@@ -202,10 +219,33 @@ public static partial class ReadmeSnippets
             .Select(d =>
             {
                 var span = d.Location.GetMappedLineSpan();
-                var where = span.Path == FileName ? $"{FileName}({span.StartLinePosition.Line + 1},{span.StartLinePosition.Character + 1})" : $"wrapper({span.StartLinePosition.Line + 1})";
+                var where = span.Path == block.File ? $"{block.File}({span.StartLinePosition.Line + 1},{span.StartLinePosition.Character + 1})" : $"wrapper({span.StartLinePosition.Line + 1})";
                 return $"{where}: error {d.Id}: {d.GetMessage(System.Globalization.CultureInfo.InvariantCulture)}";
             })
             .ToList();
+    }
+
+    /// <summary>
+    /// Compiles <paramref name="block"/> as the whole <c>Program.cs</c> of a new console project (top-level statements,
+    /// the implicit usings and nothing else) and returns its assembly's bytes; throws with the errors when it does not compile.
+    /// </summary>
+    public static byte[] CompileProgram(CodeBlock block)
+    {
+        var parse = new CSharpParseOptions(LanguageVersion.Latest);
+        var compilation = CSharpCompilation.Create(
+            "ReadmeProgram" + block.Line,
+            [CSharpSyntaxTree.ParseText(ImplicitUsings, parse, "GlobalUsings.cs"), CSharpSyntaxTree.ParseText(string.Join("\n", block.Lines), parse, block.File)],
+            References.Value,
+            new CSharpCompilationOptions(OutputKind.ConsoleApplication, nullableContextOptions: NullableContextOptions.Enable));
+        using var image = new MemoryStream();
+        var result = compilation.Emit(image);
+        if (!result.Success)
+        {
+            throw new InvalidOperationException($"{block.File} block at line {block.Line} does not compile as a program:\n"
+                + string.Join("\n", result.Diagnostics.Where(d => d.Severity == DiagnosticSeverity.Error)));
+        }
+
+        return image.ToArray();
     }
 
     // The framework (the test host's trusted platform assemblies) and everything next to the tests: RowLock, Npgsql,

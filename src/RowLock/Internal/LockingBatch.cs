@@ -1,0 +1,99 @@
+using Dapper;
+using Npgsql;
+
+namespace RowLock.Internal;
+
+/// <summary>
+/// Sends a locking SELECT as its own <see cref="NpgsqlBatchCommand"/> of an <see cref="NpgsqlBatch"/>, with RowLock's
+/// own statements (SAVEPOINT, lock_timeout, RELEASE) as separate commands around it, in one round trip.
+/// </summary>
+/// <remarks>
+/// An <see cref="NpgsqlCommand"/> splits its text at every ';' that Npgsql's own scanner sees outside a string or comment,
+/// and Npgsql's scanner does not read SQL exactly as PostgreSQL does (an <c>e'</c> after a digit or <c>_</c>, a <c>$$</c>
+/// after a letter beyond U+00FF...): a ';' that PostgreSQL reads inside a string could end the statement for Npgsql and
+/// run what follows as a statement of its own. A batch command cannot be split: with named parameters Npgsql refuses a
+/// ';' followed by more SQL before sending anything (<see cref="NotSupportedException"/>, turned into an
+/// <see cref="ArgumentException"/> here), and without parameters it sends the text as one extended-protocol statement,
+/// which PostgreSQL refuses if it holds several. Dapper's parameter handling is kept: the parameters are built by Dapper
+/// itself through <see cref="DapperBatchCommands"/>, and the rows are mapped by Dapper's row parser.
+/// </remarks>
+internal static class LockingBatch
+{
+    /// <summary>
+    /// Runs <paramref name="before"/>, the locking statement and <paramref name="after"/> in one batch and returns the rows
+    /// of the locking statement. <paramref name="resultSetsBefore"/> is how many of <paramref name="before"/> return rows
+    /// (their result sets are skipped); result sets after the lock are read to the end, so that their errors surface.
+    /// </summary>
+    public static async Task<IReadOnlyList<T>> QueryAsync<T>(NpgsqlConnection connection, NpgsqlTransaction transaction,
+        string lockingSql, object? param, string paramName, ReadOnlyMemory<string> before, int resultSetsBefore, ReadOnlyMemory<string> after,
+        CancellationToken cancellationToken)
+    {
+        var batch = new NpgsqlBatch(connection, transaction);
+        await using (batch.ConfigureAwait(false))
+        {
+            foreach (var sql in before.Span)
+            {
+                batch.BatchCommands.Add(new NpgsqlBatchCommand(sql));
+            }
+
+            batch.BatchCommands.Add(Command(lockingSql, param, paramName));
+            foreach (var sql in after.Span)
+            {
+                batch.BatchCommands.Add(new NpgsqlBatchCommand(sql));
+            }
+
+            NpgsqlDataReader reader;
+            try
+            {
+                reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (NotSupportedException e) when (e.Message.Contains("multiple SQL statements", StringComparison.Ordinal))
+            {
+                throw new ArgumentException(
+                    "Npgsql reads more than one statement in the SQL (it found a ';' outside what it takes for strings and comments), where RowLock and PostgreSQL read one. "
+                    + "Nothing was sent. Pass the value as a parameter instead of a literal, or write the literal without E'' strings and dollar quotes right after a name.",
+                    paramName, e);
+            }
+
+            await using (reader.ConfigureAwait(false))
+            {
+                for (var i = 0; i < resultSetsBefore; i++)
+                {
+                    await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                }
+
+                var rows = new List<T>();
+                var parse = reader.GetRowParser<T>();
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    rows.Add(parse(reader));
+                }
+
+                while (await reader.NextResultAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    // Restores and releases after the lock: read through, so that an error there surfaces here.
+                }
+
+                return rows;
+            }
+        }
+    }
+
+    /// <summary>
+    /// The locking statement with exactly the parameters Dapper would send for it. A list of parameter objects (which
+    /// Dapper would run once per element) is refused: a locking SELECT runs once.
+    /// </summary>
+    private static NpgsqlBatchCommand Command(string lockingSql, object? param, string paramName)
+    {
+        var recorded = new List<NpgsqlBatchCommand>(1);
+        DapperBatchCommands.Record(recorded, lockingSql, param);
+        if (recorded.Count != 1)
+        {
+            throw new ArgumentException(
+                "The parameters are a list of parameter objects, which Dapper would run once per element. A locking SELECT runs once: pass one parameter object "
+                + "(an array inside it is sent as one array parameter: WHERE id = ANY(@ids)).", paramName == "selectSql" ? "param" : paramName);
+        }
+
+        return recorded[0];
+    }
+}

@@ -1,0 +1,229 @@
+using System.Collections.Concurrent;
+using Npgsql;
+
+namespace RowLock.Internal;
+
+/// <summary>The relations a locking clause reaches in one SELECT, as quoted names; compared by value.</summary>
+internal sealed class LockedRelations : IEquatable<LockedRelations>
+{
+    private readonly int _hash;
+
+    public LockedRelations(IReadOnlyList<string> names)
+    {
+        Names = [.. names];
+        var hash = new HashCode();
+        foreach (var name in Names)
+        {
+            hash.Add(name, StringComparer.Ordinal);
+        }
+
+        _hash = hash.ToHashCode();
+    }
+
+    public string[] Names { get; }
+
+    public bool Equals(LockedRelations? other) =>
+        other is not null && (ReferenceEquals(this, other) || (_hash == other._hash && Names.AsSpan().SequenceEqual(other.Names)));
+
+    public override bool Equals(object? obj) => Equals(obj as LockedRelations);
+
+    public override int GetHashCode() => _hash;
+}
+
+/// <summary>
+/// What the text cannot show, asked of the server once: which of the relations a locking clause reaches are views, and
+/// whether each view's definition (read with pg_get_viewdef, views inside views too) is a SELECT that the clause, pushed
+/// down into it, locks whole. PostgreSQL silently skips functions, VALUES and WITH queries inside a view, and never locks
+/// what a subquery in its select list reads; such a view, and a materialized view, foreign table or sequence, is refused
+/// with an <see cref="ArgumentException"/> before the locking statement is sent.
+/// </summary>
+/// <remarks>
+/// The verdict is cached per connection string (so per data source: host, database, user and search path as the
+/// connection string gives them) and per list of relation names as the SQL spells them. The first call for a SQL text costs
+/// one round trip more (one per level of views inside views); later calls none. The cache is bounded (past
+/// <see cref="Capacity"/> entries it starts over) and lives as long as the process: a view redefined while the process runs
+/// is not read again. A verdict that depends on a name the server could not resolve (a missing table, a schema set with
+/// SET search_path) is not cached. The check runs inside a savepoint of its own, so a failure leaves the caller's
+/// transaction as it was; in an aborted transaction it fails with 25P02, as the locking statement would.
+/// </remarks>
+internal static class ServerShapeCheck
+{
+    public const int Capacity = 1024;
+
+    /// <summary>Views inside views deeper than this are refused (PostgreSQL itself allows any depth; RowLock stops looking).</summary>
+    private const int MaxDepth = 8;
+
+    private const string Savepoint = "rowlock_shape_check";
+
+    private const string Lookup = """
+        SELECT c.oid::bigint, c.relkind::text, CASE WHEN c.relkind = 'v' THEN pg_get_viewdef(c.oid) END, n.name
+        FROM unnest(@names::text[]) WITH ORDINALITY AS n(name, ord)
+        LEFT JOIN pg_class c ON c.oid = to_regclass(n.name)
+        ORDER BY n.ord
+        """;
+
+    private static readonly ConcurrentDictionary<Key, string?> Verdicts = new();
+    private static int _count;
+
+    /// <summary>How many verdicts the cache holds now (tests check the bound).</summary>
+    public static int Count => Verdicts.Count;
+
+    /// <summary>
+    /// Completes at once when the verdict is cached (throwing the cached refusal); otherwise asks the server, caches the
+    /// verdict and throws <see cref="ArgumentException"/> (named <paramref name="paramName"/>) for a shape that would not lock
+    /// what it returns.
+    /// </summary>
+    public static ValueTask EnsureAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, LockedRelations relations, string paramName,
+        CancellationToken cancellationToken)
+    {
+        var key = new Key(connection.ConnectionString, relations);
+        if (Verdicts.TryGetValue(key, out var refusal))
+        {
+            return refusal is null ? default : throw new ArgumentException(refusal, paramName);
+        }
+
+        return new ValueTask(CheckAsync(connection, transaction, key, paramName, cancellationToken));
+    }
+
+    private static async Task CheckAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, Key key, string paramName,
+        CancellationToken cancellationToken)
+    {
+        var (refusal, cacheable) = await AskAsync(connection, transaction, key.Relations.Names, cancellationToken).ConfigureAwait(false);
+        if (cacheable && Verdicts.TryAdd(key, refusal) && Interlocked.Increment(ref _count) > Capacity)
+        {
+            Verdicts.Clear();
+            Interlocked.Exchange(ref _count, 0);
+        }
+
+        if (refusal is not null)
+        {
+            throw new ArgumentException(refusal, paramName);
+        }
+    }
+
+    /// <summary>Walks the relations (and the relations of every view among them); returns the refusal, or null, and whether it may be cached.</summary>
+    private static async Task<(string? Refusal, bool Cacheable)> AskAsync(NpgsqlConnection connection, NpgsqlTransaction transaction,
+        string[] names, CancellationToken cancellationToken)
+    {
+        var seen = new HashSet<long>();
+        var cacheable = true;
+        var pending = names;
+        for (var depth = 0; pending.Length > 0; depth++)
+        {
+            if (depth > MaxDepth)
+            {
+                return ($"The SQL reads views nested more than {MaxDepth} deep; RowLock cannot check that a locking clause reaches every row they read. Select from the tables, or from a shallower view.", true);
+            }
+
+            var next = new List<string>();
+            foreach (var (oid, kind, definition, name) in await LookupAsync(connection, transaction, pending, cancellationToken).ConfigureAwait(false))
+            {
+                if (oid is null)
+                {
+                    cacheable = false; // PostgreSQL will say the relation does not exist; a later call looks again
+                    continue;
+                }
+
+                if (!seen.Add(oid.Value))
+                {
+                    continue;
+                }
+
+                switch (kind)
+                {
+                    case "r":
+                    case "p":
+                        break;
+                    case "v":
+                        try
+                        {
+                            next.AddRange(SqlText.ValidateViewDefinition(definition ?? "", "view"));
+                        }
+                        catch (ArgumentException e)
+                        {
+                            return ($"The SQL reads the view {name}, whose rows a locking clause would not all lock (checked on the server: PostgreSQL pushes the clause "
+                                + $"into the view's definition, with the same rules and the same silent skips). In the view: {e.Message.Split(" (Parameter '", 2)[0]} "
+                                + "Lock the rows through the tables the view reads, or redefine the view as a plain SELECT over tables.", true);
+                        }
+
+                        break;
+                    case "m":
+                        return ($"The SQL reads the materialized view {name}: PostgreSQL cannot lock its rows (they are a stored copy). Lock the rows of the tables it was built from.", true);
+                    case "f":
+                        return ($"The SQL reads the foreign table {name}: whether its rows are locked depends on the foreign data wrapper, which RowLock cannot check. Lock the rows on the server that holds them.", true);
+                    default:
+                        return ($"The SQL reads {name}, which is not a table or a view (relkind '{kind}'): it has no rows a locking clause can lock. Select from a table.", true);
+                }
+            }
+
+            pending = [.. next];
+        }
+
+        return (null, cacheable);
+    }
+
+    private static async Task<List<(long? Oid, string? Kind, string? Definition, string Name)>> LookupAsync(NpgsqlConnection connection,
+        NpgsqlTransaction transaction, string[] names, CancellationToken cancellationToken)
+    {
+        var batch = new NpgsqlBatch(connection, transaction)
+        {
+            BatchCommands =
+            {
+                new NpgsqlBatchCommand($"SAVEPOINT {Savepoint}"),
+                new NpgsqlBatchCommand(Lookup) { Parameters = { new NpgsqlParameter("names", names) } },
+                new NpgsqlBatchCommand($"RELEASE SAVEPOINT {Savepoint}"),
+            },
+        };
+        await using (batch.ConfigureAwait(false))
+        {
+            try
+            {
+                var rows = new List<(long?, string?, string?, string)>(names.Length);
+                var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                await using (reader.ConfigureAwait(false))
+                {
+                    while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                    {
+                        rows.Add((reader.IsDBNull(0) ? null : reader.GetInt64(0), reader.IsDBNull(1) ? null : reader.GetString(1),
+                            reader.IsDBNull(2) ? null : reader.GetString(2), reader.GetString(3)));
+                    }
+
+                    while (await reader.NextResultAsync(cancellationToken).ConfigureAwait(false))
+                    {
+                    }
+                }
+
+                return rows;
+            }
+            catch (PostgresException)
+            {
+                await RollBackAsync(connection, transaction).ConfigureAwait(false);
+                throw;
+            }
+        }
+    }
+
+    /// <summary>Undoes a failed check (a cancel, a statement_timeout) so the caller's transaction stays as it was; fails quietly when the savepoint was never set.</summary>
+    private static async Task RollBackAsync(NpgsqlConnection connection, NpgsqlTransaction transaction)
+    {
+        if (connection.State != System.Data.ConnectionState.Open || TransactionGuard.IsCompleted(transaction))
+        {
+            return;
+        }
+
+        var rollback = new NpgsqlCommand($"ROLLBACK TO SAVEPOINT {Savepoint}; RELEASE SAVEPOINT {Savepoint}", connection, transaction);
+        await using (rollback.ConfigureAwait(false))
+        {
+            try
+            {
+                await rollback.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (NpgsqlException)
+            {
+                // The savepoint was never set (the transaction was already aborted): the original error tells the story.
+            }
+        }
+    }
+
+    private readonly record struct Key(string ConnectionString, LockedRelations Relations);
+}
