@@ -64,7 +64,7 @@ public sealed class LeaderHandoverTests(DatabaseFixture db, ITestOutputHelper ou
         var name = LeaderTestKit.UniqueName("processes");
         var log = await FencedLog.CreateAsync(db.DataSource, "fenced");
         var elections = new Elections();
-        var configuration = Path.GetFileName(Path.GetDirectoryName(Path.GetDirectoryName(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar)))!);
+        var configuration = Path.GetFileName(Path.GetDirectoryName(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar)))!;
         var helper = Path.Combine(DotnetCliRoot(), "tests", "RowLock.Leader.Candidate", "bin", configuration, "net10.0", "RowLock.Leader.Candidate.dll");
         Assert.True(File.Exists(helper), $"the candidate helper was not built at {helper}");
         using var child = Process.Start(new ProcessStartInfo("dotnet")
