@@ -27,7 +27,7 @@ internal sealed class KeyCommand : AsyncCommand<KeyCommand.Settings>
             key:      {key.Value}
             pg_locks: classid = {classId}, objid = {objId}, objsubid = {objSubId}
             sql:      {AdvisoryKeyNames.SqlExpression(settings.Name)}
-            find it:  SELECT pid, mode, granted, waitstart FROM pg_locks WHERE {key.PgLocksPredicate} AND database = (SELECT oid FROM pg_database WHERE datname = current_database());
+            find it:  SELECT pid, mode, granted, waitstart FROM pg_locks WHERE {key.PgLocksPredicate};
 
             """);
         await Console.Out.WriteAsync(text.ReplaceLineEndings("\n")).ConfigureAwait(false);

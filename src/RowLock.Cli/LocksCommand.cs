@@ -9,23 +9,7 @@ internal sealed class LocksCommand : AsyncCommand<LocksSettings>
 {
     public override async Task<int> ExecuteAsync(CommandContext context, LocksSettings settings, CancellationToken cancellationToken)
     {
-        NpgsqlDataSource dataSource;
-        try
-        {
-            var builder = new NpgsqlConnectionStringBuilder(settings.ResolvedConnection);
-            if (string.IsNullOrEmpty(builder.ApplicationName))
-            {
-                builder.ApplicationName = "rowlock locks";
-            }
-
-            dataSource = NpgsqlDataSource.Create(builder.ConnectionString);
-        }
-        catch (ArgumentException e)
-        {
-            await Console.Error.WriteLineAsync("rowlock: the connection string is not valid: " + e.Message).ConfigureAwait(false);
-            return 2;
-        }
-
+        var dataSource = settings.CreateDataSource("rowlock locks");
         await using (dataSource.ConfigureAwait(false))
         {
             var options = new LockWaitSnapshotOptions
@@ -43,16 +27,15 @@ internal sealed class LocksCommand : AsyncCommand<LocksSettings>
                 }
                 catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
                 {
-                    return 0;
+                    return (int)ExitCode.Ok;
                 }
                 catch (Exception e) when (e is NpgsqlException or TimeoutException)
                 {
-                    await Console.Error.WriteLineAsync("rowlock: could not read the lock waits: " + e.Message).ConfigureAwait(false);
-                    return 1;
+                    throw new CliException("could not read the lock waits: " + e.Message);
                 }
 
-                var text = settings.Mermaid ? snapshot.ToMermaid() : snapshot.ToTextTree();
-                if (settings.Watch)
+                var text = settings.Json ? snapshot.ToJson() : settings.Mermaid ? snapshot.ToMermaid() : snapshot.ToTextTree();
+                if (settings.Watch && !settings.Json)
                 {
                     if (!Console.IsOutputRedirected)
                     {
@@ -65,10 +48,11 @@ internal sealed class LocksCommand : AsyncCommand<LocksSettings>
 
                 await Console.Out.WriteAsync(text).ConfigureAwait(false);
                 await Console.Out.FlushAsync(cancellationToken).ConfigureAwait(false);
+                var exit = Verdict(snapshot, settings.FailThreshold);
                 refreshes++;
                 if (!settings.Watch || refreshes == settings.Count)
                 {
-                    return 0;
+                    return (int)exit;
                 }
 
                 try
@@ -77,9 +61,28 @@ internal sealed class LocksCommand : AsyncCommand<LocksSettings>
                 }
                 catch (OperationCanceledException)
                 {
-                    return 0;
+                    return (int)exit;
                 }
             }
         }
+    }
+
+    /// <summary>1 when a wait is longer than the threshold, so cron and probes can act on the exit code alone.</summary>
+    private static ExitCode Verdict(LockWaitSnapshot snapshot, TimeSpan? threshold)
+    {
+        if (threshold is not { } limit)
+        {
+            return ExitCode.Ok;
+        }
+
+        var over = snapshot.Waiting.Where(w => w.WaitDuration > limit).ToArray();
+        if (over.Length == 0)
+        {
+            return ExitCode.Ok;
+        }
+
+        Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"rowlock: {over.Length} session(s) waited on a lock longer than {limit.TotalSeconds:0.###} s (longest {over.Max(w => w.WaitDuration)!.Value.TotalSeconds:0.#} s)."));
+        return ExitCode.WaitsFoundOrNothingDone;
     }
 }

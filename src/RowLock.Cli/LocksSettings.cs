@@ -5,14 +5,8 @@ using Spectre.Console.Cli;
 namespace RowLock.Cli;
 
 /// <summary>Options of <c>rowlock locks</c>.</summary>
-internal sealed class LocksSettings : CommandSettings
+internal sealed class LocksSettings : ConnectionSettings
 {
-    public const string ConnectionVariable = "ROWLOCK_CONNECTION";
-
-    [CommandOption("-c|--connection <CONNECTION_STRING>")]
-    [Description("Npgsql connection string of the database to inspect (default: $ROWLOCK_CONNECTION). Any role works; other roles' queries need pg_read_all_stats.")]
-    public string? Connection { get; init; }
-
     [CommandOption("-w|--watch")]
     [Description("Refresh until Ctrl+C.")]
     public bool Watch { get; init; }
@@ -30,6 +24,14 @@ internal sealed class LocksSettings : CommandSettings
     [Description("Print a Mermaid flowchart instead of the text tree.")]
     public bool Mermaid { get; init; }
 
+    [CommandOption("--json")]
+    [Description("Print the snapshot as JSON (shape: docs/diagnostics.md) instead of the text tree.")]
+    public bool Json { get; init; }
+
+    [CommandOption("--fail-if-waiting <DURATION>")]
+    [Description("Exit 1 when a session has waited on a lock longer than DURATION (30s, 500ms, 2m, 1h); for cron and probes.")]
+    public string? FailIfWaiting { get; init; }
+
     [CommandOption("-n|--name <NAME>")]
     [Description("An advisory lock name your application uses (repeatable): its key is shown by name.")]
     public string[] Names { get; init; } = [];
@@ -38,13 +40,15 @@ internal sealed class LocksSettings : CommandSettings
     [Description("Include sessions of every database on the server.")]
     public bool AllDatabases { get; init; }
 
-    public string? ResolvedConnection => string.IsNullOrWhiteSpace(Connection) ? Environment.GetEnvironmentVariable(ConnectionVariable) : Connection;
+    /// <summary>The parsed <see cref="FailIfWaiting"/>, or null when not given.</summary>
+    public TimeSpan? FailThreshold => FailIfWaiting is null ? null : Durations.TryParse(FailIfWaiting, out var d) ? d : null;
 
     public override ValidationResult Validate()
     {
-        if (string.IsNullOrWhiteSpace(ResolvedConnection))
+        var connection = base.Validate();
+        if (!connection.Successful)
         {
-            return ValidationResult.Error($"Give a connection string with --connection or ${ConnectionVariable}.");
+            return connection;
         }
 
         if (Interval <= 0 || double.IsNaN(Interval))
@@ -60,6 +64,16 @@ internal sealed class LocksSettings : CommandSettings
         if (Names.Any(string.IsNullOrEmpty))
         {
             return ValidationResult.Error("--name cannot be empty.");
+        }
+
+        if (Mermaid && Json)
+        {
+            return ValidationResult.Error("Give --mermaid or --json, not both.");
+        }
+
+        if (FailIfWaiting is not null && !Durations.TryParse(FailIfWaiting, out _))
+        {
+            return ValidationResult.Error($"--fail-if-waiting: '{FailIfWaiting}' is not a duration; write e.g. 30s, 500ms, 2m or 1h.");
         }
 
         return ValidationResult.Success();

@@ -66,15 +66,27 @@ public sealed class LockWaitHealthCheck : IHealthCheck
         var description = LockWaitText.Who(longest) + " has waited " + LockWaitText.Duration(longest.WaitDuration) + " for " + longest.WaitingFor;
         if (root is not null)
         {
-            data["root_blocker_pid"] = root.Pid;
+            if (root.IsPreparedTransaction)
+            {
+                data["root_blocker_prepared_transaction"] = root.PreparedTransactionId ?? "";
+            }
+            else
+            {
+                data["root_blocker_pid"] = root.Pid;
+            }
+
             data["root_blocker_holds_up"] = root.HoldsUp;
             if (!string.IsNullOrEmpty(root.ApplicationName))
             {
                 data["root_blocker_application"] = root.ApplicationName;
             }
 
-            description += "; root blocker " + LockWaitText.Who(root) + " " + LockWaitText.Doing(root)
-                + (LockWaitText.Query(root) is { } query ? ": " + query : "");
+            if (root.IsInOtherDatabase && root.Database is not null)
+            {
+                data["root_blocker_database"] = root.Database;
+            }
+
+            description += "; root blocker " + LockWaitText.Who(root) + " " + LockWaitText.Doing(root) + LockWaitText.QuerySuffix(root);
         }
 
         return HealthCheckResult.Degraded(description, data: data);

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using System.Text.Json;
 using Spectre.Console;
 using Spectre.Console.Rendering;
 
@@ -13,18 +14,21 @@ public static class LockWaitRendering
 {
     /// <summary>
     /// The blocking tree: each root blocker (most harmful first) with the sessions waiting behind it, then the sessions
-    /// idle in transaction that others wait on, the longest transactions and the deadlocks counter. A session waiting
-    /// behind several blockers is shown in full under the first and referred to under the others. Lines end with <c>\n</c>.
+    /// idle in transaction that others wait on, the longest transactions and the deadlocks counter. The waiters of one
+    /// lock hang together under the session holding it, as one queue (<c>150 waiting in queue order for row (0,1) of
+    /// public.jobs, oldest first</c>) when there are several, so the output is linear in the sessions however long the
+    /// queue. A session waiting on several holders is shown in full under the first and referred to under the others.
+    /// Lines end with <c>\n</c>.
     /// </summary>
     /// <exception cref="ArgumentNullException"><paramref name="snapshot"/> is null.</exception>
     public static string ToTextTree(this LockWaitSnapshot snapshot)
     {
         ArgumentNullException.ThrowIfNull(snapshot);
+        var layout = LockWaitLayout.Of(snapshot);
         var tree = new Tree(new Text(LockWaitText.Headline(snapshot))) { Guide = TreeGuide.Line };
-        var shown = new HashSet<int>();
-        foreach (var root in snapshot.Roots)
+        foreach (var root in snapshot.Roots.Where(r => layout.Show(r.Pid)))
         {
-            AddSession(tree.AddNode(Label(root)), root, snapshot, shown);
+            AddSession(tree.AddNode(Label(root)), root, layout);
         }
 
         var text = new StringBuilder(Render(tree));
@@ -37,8 +41,9 @@ public static class LockWaitRendering
     }
 
     /// <summary>
-    /// A Mermaid flowchart (without the <c>```mermaid</c> fence): one node per session, an arrow from each waiting session
-    /// to each session it waits behind, labelled with what it waits for; root blockers are red, idle-in-transaction ones noted.
+    /// A Mermaid flowchart (without the <c>```mermaid</c> fence): one node per session (prepared transactions too), an
+    /// arrow from each waiting session to the session holding what it waits for, labelled with the lock; several waiters
+    /// of one lock go through one queue node. Root blockers are red. Every arrow ends at a declared node.
     /// </summary>
     /// <exception cref="ArgumentNullException"><paramref name="snapshot"/> is null.</exception>
     public static string ToMermaid(this LockWaitSnapshot snapshot)
@@ -46,7 +51,8 @@ public static class LockWaitRendering
         ArgumentNullException.ThrowIfNull(snapshot);
         var text = new StringBuilder();
         text.Append("flowchart RL\n");
-        var ordered = TreeOrder(snapshot);
+        var layout = LockWaitLayout.Of(snapshot);
+        var ordered = layout.TreeOrder(snapshot.Roots);
         if (ordered.Count == 0)
         {
             text.Append("    none[\"").Append(Mermaid(LockWaitText.Headline(snapshot))).Append("\"]\n");
@@ -56,7 +62,7 @@ public static class LockWaitRendering
         foreach (var session in ordered)
         {
             var label = new List<string> { LockWaitText.Who(session) };
-            if (session.WaitingFor is not null)
+            if (session.WaitingFor is not null && session.IsWaiting)
             {
                 label.Add("waits " + LockWaitText.Duration(session.WaitDuration));
             }
@@ -69,76 +75,226 @@ public static class LockWaitRendering
                 }
             }
 
-            text.Append(CultureInfo.InvariantCulture, $"    p{session.Pid}[\"{string.Join("<br/>", label.Select(Mermaid))}\"]\n");
+            text.Append(CultureInfo.InvariantCulture, $"    {Node(session.Pid)}[\"{string.Join("<br/>", label.Select(Mermaid))}\"]\n");
         }
 
-        foreach (var session in ordered.Where(s => s.IsWaiting))
+        var declared = ordered.Select(s => s.Pid).ToHashSet();
+        var queues = 0;
+        foreach (var session in ordered)
         {
-            foreach (var blocker in session.BlockedBy)
+            foreach (var group in layout.Groups(session.Pid))
             {
-                text.Append(CultureInfo.InvariantCulture, $"    p{session.Pid} -->|\"{Mermaid(session.WaitingFor?.ToString() ?? "lock")}\"| p{blocker}\n");
+                if (group.Count == 1)
+                {
+                    var waiter = group[0];
+                    text.Append(CultureInfo.InvariantCulture, $"    {Node(waiter.Pid)} -->|\"{Mermaid(waiter.WaitingFor?.ToString() ?? "lock")}\"| {Node(session.Pid)}\n");
+                    continue;
+                }
+
+                var queue = string.Create(CultureInfo.InvariantCulture, $"q{++queues}");
+                var what = group[0].WaitingFor?.Describe() ?? "lock";
+                text.Append(CultureInfo.InvariantCulture, $"    {queue}[/\"{LockWaitText.Plural(group.Count, "waits", "wait")} in queue order<br/>{Mermaid(what)}\"/]\n");
+                text.Append(CultureInfo.InvariantCulture, $"    {queue} --> {Node(session.Pid)}\n");
+                var position = 0;
+                foreach (var waiter in group)
+                {
+                    text.Append(CultureInfo.InvariantCulture, $"    {Node(waiter.Pid)} -->|\"{++position}: {Mermaid(waiter.WaitingFor?.Mode ?? "")}\"| {queue}\n");
+                }
+            }
+
+            foreach (var also in layout.AlsoWaiting(session.Pid).Where(w => declared.Contains(w.Pid)))
+            {
+                text.Append(CultureInfo.InvariantCulture, $"    {Node(also.Pid)} -.->|\"{Mermaid(also.WaitingFor?.ToString() ?? "lock")}\"| {Node(session.Pid)}\n");
             }
         }
 
         text.Append("    classDef root fill:#fde2e2,stroke:#c0392b,stroke-width:2px\n");
-        text.Append(CultureInfo.InvariantCulture, $"    class {string.Join(",", ordered.Where(s => s.IsRoot).Select(s => "p" + s.Pid.ToString(CultureInfo.InvariantCulture)))} root\n");
+        text.Append(CultureInfo.InvariantCulture, $"    class {string.Join(",", ordered.Where(s => s.IsRoot).Select(s => Node(s.Pid)))} root\n");
         return text.ToString();
     }
 
-    private static void AddSession(TreeNode node, LockSession session, LockWaitSnapshot snapshot, HashSet<int> shown)
+    /// <summary>
+    /// The snapshot as JSON for scripts (one object, UTF-8, indented; the shape is documented in docs/diagnostics.md and
+    /// versioned by its <c>version</c> field): the header, the ranked roots and every session with what it waits for, its
+    /// holders and its chain up to the root. Durations are seconds. <c>blockedBy</c> is left out (pg_blocking_pids names
+    /// every waiter ahead in a queue, which is quadratic in a long queue): <c>holders</c> and <c>blockerChain</c> carry the graph.
+    /// </summary>
+    /// <exception cref="ArgumentNullException"><paramref name="snapshot"/> is null.</exception>
+    public static string ToJson(this LockWaitSnapshot snapshot)
     {
-        shown.Add(session.Pid);
-        foreach (var waiter in Waiters(session, snapshot))
+        ArgumentNullException.ThrowIfNull(snapshot);
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
         {
-            if (shown.Contains(waiter.Pid))
+            json.WriteStartObject();
+            json.WriteNumber("version", 1);
+            json.WriteString("takenAt", snapshot.TakenAt);
+            json.WriteString("database", snapshot.Database);
+            WriteNumber(json, "deadlocks", snapshot.Deadlocks);
+            json.WriteNumber("waiting", snapshot.Waiting.Count);
+            WriteSeconds(json, "longestWaitSeconds", snapshot.Waiting.Select(w => w.WaitDuration).Max());
+            json.WriteStartArray("roots");
+            foreach (var root in snapshot.Roots)
             {
-                node.AddNode(new Text(LockWaitText.Who(waiter) + " (also waits here; shown above)"));
-                continue;
+                json.WriteNumberValue(root.Pid);
             }
 
-            AddSession(node.AddNode(Label(waiter)), waiter, snapshot, shown);
+            json.WriteEndArray();
+            json.WriteStartArray("sessions");
+            foreach (var session in snapshot.Sessions)
+            {
+                WriteSession(json, session);
+            }
+
+            json.WriteEndArray();
+            json.WriteEndObject();
+        }
+
+        return Encoding.UTF8.GetString(buffer.ToArray()).ReplaceLineEndings("\n") + "\n";
+    }
+
+    private static void WriteSession(Utf8JsonWriter json, LockSession session)
+    {
+        json.WriteStartObject();
+        json.WriteNumber("pid", session.Pid);
+        json.WriteString("kind", session.IsPreparedTransaction ? "prepared_transaction" : "session");
+        json.WriteString("preparedTransactionId", session.PreparedTransactionId);
+        json.WriteString("database", session.Database);
+        json.WriteBoolean("inOtherDatabase", session.IsInOtherDatabase);
+        json.WriteString("user", session.UserName);
+        json.WriteString("application", session.ApplicationName);
+        json.WriteString("backendType", session.BackendType);
+        json.WriteString("client", session.Client);
+        json.WriteString("state", session.State);
+        WriteSeconds(json, "stateSeconds", session.StateDuration);
+        WriteSeconds(json, "transactionSeconds", session.TransactionAge);
+        json.WriteString("query", session.Query);
+        json.WriteBoolean("detailHidden", session.IsDetailHidden);
+        WriteNumber(json, "parallelLeaderPid", session.ParallelLeaderPid);
+        json.WriteNumber("parallelWorkers", session.ParallelWorkers);
+        json.WriteBoolean("isRoot", session.IsRoot);
+        json.WriteBoolean("inDeadlockCycle", session.IsInDeadlockCycle);
+        json.WriteNumber("holdsUp", session.HoldsUp);
+        WriteSeconds(json, "waitSeconds", session.WaitDuration);
+        if (session.WaitingFor is { } target)
+        {
+            json.WriteStartObject("waitingFor");
+            json.WriteString("kind", target.Kind.ToString().ToLowerInvariant());
+            json.WriteString("lockType", target.LockType);
+            json.WriteString("mode", target.Mode);
+            json.WriteString("description", target.Describe());
+            json.WriteString("relation", target.Relation);
+            WriteNumber(json, "relationId", target.RelationId);
+            json.WriteString("database", target.Database);
+            json.WriteString("ctid", target.Ctid);
+            json.WriteString("transactionId", target.TransactionId);
+            if (target.AdvisoryKey is { IsInt32Pair: false } key)
+            {
+                json.WriteNumber("advisoryKey", key.Value);
+            }
+            else
+            {
+                json.WriteNull("advisoryKey");
+            }
+
+            if (target.AdvisoryKey is { IsInt32Pair: true } pair)
+            {
+                json.WriteStartArray("advisoryKeyPair");
+                json.WriteNumberValue(pair.Key1);
+                json.WriteNumberValue(pair.Key2);
+                json.WriteEndArray();
+            }
+            else
+            {
+                json.WriteNull("advisoryKeyPair");
+            }
+
+            json.WriteString("advisoryName", target.AdvisoryName);
+            json.WriteEndObject();
+        }
+        else
+        {
+            json.WriteNull("waitingFor");
+        }
+
+        WriteArray(json, "holders", session.Holders);
+        WriteArray(json, "blockerChain", session.BlockerChain);
+        WriteNumber(json, "rootBlocker", session.RootBlocker);
+        json.WriteEndObject();
+    }
+
+    private static void WriteArray(Utf8JsonWriter json, string name, IReadOnlyList<int> values)
+    {
+        json.WriteStartArray(name);
+        foreach (var value in values)
+        {
+            json.WriteNumberValue(value);
+        }
+
+        json.WriteEndArray();
+    }
+
+    private static void WriteNumber(Utf8JsonWriter json, string name, long? value)
+    {
+        if (value is { } v)
+        {
+            json.WriteNumber(name, v);
+        }
+        else
+        {
+            json.WriteNull(name);
         }
     }
 
-    /// <summary>Longest waiting first, then pid: the order the waits began.</summary>
-    private static IEnumerable<LockSession> Waiters(LockSession session, LockWaitSnapshot snapshot) =>
-        session.Blocking
-            .Select(snapshot.Session)
-            .OfType<LockSession>()
-            .OrderByDescending(w => w.WaitDuration ?? TimeSpan.Zero)
-            .ThenBy(w => w.Pid);
-
-    private static List<LockSession> TreeOrder(LockWaitSnapshot snapshot)
+    private static void WriteSeconds(Utf8JsonWriter json, string name, TimeSpan? value)
     {
-        var order = new List<LockSession>();
-        var seen = new HashSet<int>();
-        void Visit(LockSession session)
+        if (value is { } v)
         {
-            if (!seen.Add(session.Pid))
+            json.WriteNumber(name, Math.Round(v.TotalSeconds, 3));
+        }
+        else
+        {
+            json.WriteNull(name);
+        }
+    }
+
+    /// <summary>A Mermaid node id: <c>p4711</c> for a session, <c>x1</c> for a prepared transaction (negative pid).</summary>
+    private static string Node(int pid) => pid >= 0
+        ? string.Create(CultureInfo.InvariantCulture, $"p{pid}")
+        : string.Create(CultureInfo.InvariantCulture, $"x{-(long)pid}");
+
+    private static void AddSession(TreeNode node, LockSession session, LockWaitLayout layout)
+    {
+        foreach (var group in layout.Groups(session.Pid))
+        {
+            var parent = node;
+            if (group.Count > 1)
             {
-                return;
+                parent = node.AddNode(new Text(string.Create(CultureInfo.InvariantCulture,
+                    $"{group.Count} waiting in queue order for {group[0].WaitingFor?.Describe() ?? "a lock"}, oldest first")));
             }
 
-            order.Add(session);
-            foreach (var waiter in Waiters(session, snapshot))
+            foreach (var waiter in group)
             {
-                Visit(waiter);
+                if (!layout.Show(waiter.Pid))
+                {
+                    // A lock cycle comes back to a session already drawn: name it, do not draw it twice.
+                    parent.AddNode(new Text(LockWaitText.Who(waiter) + " (shown above: the cycle closes here)"));
+                    continue;
+                }
+
+                AddSession(parent.AddNode(Label(waiter)), waiter, layout);
             }
         }
 
-        foreach (var root in snapshot.Roots)
+        foreach (var also in layout.AlsoWaiting(session.Pid))
         {
-            Visit(root);
+            node.AddNode(new Text(LockWaitText.Who(also) + " also waits here (shown under " + LockWaitText.Who(layout.Parent(also)) + ")"));
         }
-
-        return order;
     }
 
-    private static Text Label(LockSession session)
-    {
-        var label = LockWaitText.Who(session) + " " + LockWaitText.Doing(session);
-        return new Text(LockWaitText.Query(session) is { } query ? label + ": " + query : label);
-    }
+    private static Text Label(LockSession session) =>
+        new(LockWaitText.Who(session) + " " + LockWaitText.Doing(session) + LockWaitText.QuerySuffix(session));
 
     private static IEnumerable<string> Footer(LockWaitSnapshot snapshot)
     {

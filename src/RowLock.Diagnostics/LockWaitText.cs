@@ -8,11 +8,35 @@ internal static class LockWaitText
 {
     private const int QueryDisplayLength = 80;
 
-    /// <summary><c>pid 4711 (billing)</c>.</summary>
-    public static string Who(LockSession session) =>
-        string.IsNullOrEmpty(session.ApplicationName)
-            ? string.Create(CultureInfo.InvariantCulture, $"pid {session.Pid}")
-            : string.Create(CultureInfo.InvariantCulture, $"pid {session.Pid} ({session.ApplicationName})");
+    /// <summary>
+    /// <c>pid 4711 (billing)</c>; <c>prepared transaction 'tx-42'</c>; <c>pid 4711 (billing) in database shop</c> for a
+    /// session of another database; <c>pid 4712 (parallel worker of pid 4711)</c>; <c>pid 90 [autovacuum worker]</c>.
+    /// </summary>
+    public static string Who(LockSession session)
+    {
+        if (session.IsPreparedTransaction)
+        {
+            var gid = session.PreparedTransactionId is { } id ? "'" + id.Replace("'", "''", StringComparison.Ordinal) + "'" : "(ended)";
+            return "prepared transaction " + gid + (session.IsInOtherDatabase ? " in database " + session.Database : "");
+        }
+
+        var who = string.Create(CultureInfo.InvariantCulture, $"pid {session.Pid}");
+        if (!string.IsNullOrEmpty(session.ApplicationName))
+        {
+            who += " (" + session.ApplicationName + ")";
+        }
+
+        if (session.ParallelLeaderPid is { } leader)
+        {
+            who += string.Create(CultureInfo.InvariantCulture, $" (parallel worker of pid {leader})");
+        }
+        else if (session.BackendType is { } type && type != "client backend")
+        {
+            who += " [" + type + "]";
+        }
+
+        return session.IsInOtherDatabase ? who + " in database " + session.Database : who;
+    }
 
     /// <summary>Whole seconds, <c>hh:mm:ss</c> (hours keep counting past a day).</summary>
     public static string Duration(TimeSpan? duration)
@@ -30,11 +54,22 @@ internal static class LockWaitText
         return string.Create(CultureInfo.InvariantCulture, $"{(long)d.TotalHours:00}:{d.Minutes:00}:{d.Seconds:00}");
     }
 
-    /// <summary>What a session does: <c>waits 00:00:04 for row (0,1) of accounts [ShareLock]</c> or <c>idle in transaction, transaction open 00:00:05, holds up 4</c>.</summary>
+    /// <summary>
+    /// What a session does: <c>waits 00:00:04 for row (0,1) of public.accounts [ShareLock]</c>, <c>idle in transaction for 00:03:10,
+    /// transaction open 00:03:12, holds up 4</c>, <c>prepared 00:01:00 ago by ops, holds up 1; end it with COMMIT PREPARED or ROLLBACK PREPARED</c>.
+    /// </summary>
     public static string Doing(LockSession session)
     {
         var parts = new List<string>();
-        if (session.WaitingFor is { } target)
+        if (session.IsPreparedTransaction)
+        {
+            parts.Add("prepared " + Duration(session.TransactionAge) + " ago" + (session.UserName is { } owner ? " by " + owner : ""));
+        }
+        else if (!session.IsKnown)
+        {
+            parts.Add("no longer in pg_stat_activity (it ended while the snapshot was read)");
+        }
+        else if (session.WaitingFor is { } target)
         {
             parts.Add("waits " + Duration(session.WaitDuration) + " for " + target);
         }
@@ -44,12 +79,22 @@ internal static class LockWaitText
         }
         else if (session.State is { } state)
         {
-            parts.Add(state);
+            parts.Add(session.IsIdleInTransaction && session.StateDuration is { } idle ? state + " for " + Duration(idle) : state);
         }
 
-        if (session.WaitingFor is null && session.TransactionAge is { } age)
+        if (!session.IsPreparedTransaction && session.WaitingFor is null && session.TransactionAge is { } age)
         {
             parts.Add("transaction open " + Duration(age));
+        }
+
+        if (session.ParallelWorkers > 0)
+        {
+            parts.Add(Plural(session.ParallelWorkers, "parallel worker", "parallel workers"));
+        }
+
+        if (session.IsInDeadlockCycle)
+        {
+            parts.Add("in a lock cycle: a deadlock the server has not detected yet");
         }
 
         if (session.HoldsUp > 0 && session.IsRoot)
@@ -57,7 +102,19 @@ internal static class LockWaitText
             parts.Add(string.Create(CultureInfo.InvariantCulture, $"holds up {session.HoldsUp}"));
         }
 
-        return string.Join(", ", parts);
+        var text = string.Join(", ", parts);
+        return session.IsPreparedTransaction ? text + "; end it with COMMIT PREPARED or ROLLBACK PREPARED" : text;
+    }
+
+    /// <summary>What follows a session's description: <c>: the query</c>, or <c>; last statement: ...</c> for an idle session.</summary>
+    public static string QuerySuffix(LockSession session)
+    {
+        if (Query(session) is not { } query)
+        {
+            return "";
+        }
+
+        return session.State is { } state && state.StartsWith("idle", StringComparison.Ordinal) ? "; last statement: " + query : ": " + query;
     }
 
     /// <summary>The query on one line, cut for display; null when unknown.</summary>
@@ -95,5 +152,5 @@ internal static class LockWaitText
         ? snapshot.Database + ": no session waits on a lock"
         : string.Create(CultureInfo.InvariantCulture, $"{snapshot.Database}: {Plural(snapshot.Waiting.Count, "session waits", "sessions wait")} behind {Plural(snapshot.Roots.Count, "root blocker", "root blockers")}");
 
-    private static string Plural(int count, string one, string many) => string.Create(CultureInfo.InvariantCulture, $"{count} {(count == 1 ? one : many)}");
+    public static string Plural(int count, string one, string many) => string.Create(CultureInfo.InvariantCulture, $"{count} {(count == 1 ? one : many)}");
 }

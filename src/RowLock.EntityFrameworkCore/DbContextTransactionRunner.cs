@@ -130,7 +130,7 @@ public sealed class DbContextTransactionRunner<TContext>
 
     /// <summary>
     /// One attempt: a fresh context, its transaction begun at the configured isolation level, then the core's attempt
-    /// protocol on that transaction (marker, work + SaveChanges, the checked COMMIT that tells rolled back from unknown).
+    /// protocol on that transaction (savepoint marker sent with the first query, work + SaveChanges, the checked COMMIT that tells rolled back from unknown).
     /// </summary>
     private async Task<T> AttemptAsync<T>(Func<TContext, CancellationToken, Task<T>> work, Attempts attempts, CancellationToken cancellationToken)
     {

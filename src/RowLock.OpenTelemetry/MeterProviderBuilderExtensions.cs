@@ -9,7 +9,7 @@ public static class RowLockMeterProviderBuilderExtensions
 {
     /// <summary>
     /// Subscribes the meter provider to RowLock's meter (<see cref="RowLockTelemetry.MeterName"/>): lock wait and hold
-    /// durations, unit-of-work durations, attempts, retries and lock conflicts. The instruments, units and tags are listed
+    /// durations, unit-of-work durations, retries, lock conflicts and long lock waits. The instruments, units and tags are listed
     /// in RowLock's telemetry guide (docs/telemetry.md).
     /// </summary>
     /// <param name="builder">The meter provider builder, e.g. from <c>services.AddOpenTelemetry().WithMetrics(...)</c>.</param>

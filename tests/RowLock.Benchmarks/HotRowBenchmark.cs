@@ -9,19 +9,71 @@ namespace RowLock.Benchmarks;
 /// <summary>2: one hot row under 1, 4, 16 and 32 workers, seven ways.</summary>
 internal static class HotRowBenchmark
 {
-    private sealed record Variant(string Key, string Name, Func<NpgsqlDataSource, Func<int, Task<int>>> Make, Func<long>? Wasted = null);
+    internal sealed record Variant(string Key, string Name, Func<NpgsqlDataSource, Func<int, Task<int>>> Make, Func<long>? Wasted = null);
+
+    public const string CreateTable = "DROP TABLE IF EXISTS bench_hot; CREATE TABLE bench_hot (id int PRIMARY KEY, v bigint NOT NULL); INSERT INTO bench_hot VALUES (1, 0);";
 
     public static async Task<string> RunAsync(BenchContext context)
     {
-        await context.ExecuteAsync("DROP TABLE IF EXISTS bench_hot; CREATE TABLE bench_hot (id int PRIMARY KEY, v bigint NOT NULL); INSERT INTO bench_hot VALUES (1, 0);");
-        var duration = TimeSpan.FromSeconds(context.Quick ? 1.5 : 5);
-        var repeats = context.Quick ? 1 : 3;
-        long runnerRetries = 0;
+        await context.ExecuteAsync(CreateTable);
+        var duration = TimeSpan.FromSeconds((context.Quick ? 1.5 : 5) * context.Scale);
+        var repeats = context.Repeats;
+        var variants = Variants(context.DataSource);
 
-        var rc = RunnerFor(context.DataSource, IsolationLevel.ReadCommitted, () => Interlocked.Increment(ref runnerRetries));
-        var rr = RunnerFor(context.DataSource, IsolationLevel.RepeatableRead, () => Interlocked.Increment(ref runnerRetries));
-        var variants = new Variant[]
+        var table = new StringBuilder();
+        table.AppendLine(CultureInfo.InvariantCulture, $"{duration.TotalSeconds} s per variant and worker count, {repeats} alternating repeat(s), median committed/s. \"wasted\" = attempts that were rolled back and re-run.");
+        table.AppendLine();
+        table.AppendLine("| workers | variant | committed/s | errors surfaced | wasted attempts | final value exact |");
+        table.AppendLine("|---:|---|---:|---:|---:|---|");
+        var ratios = new StringBuilder();
+        foreach (var workers in new[] { 1, 4, 16, 32 })
         {
+            var perSecond = variants.ToDictionary(v => v.Key, _ => new List<double>());
+            var last = new Dictionary<string, (Bench.LoopResult Result, bool Exact, long Wasted)>();
+            for (var r = 0; r < repeats; r++)
+            {
+                for (var i = 0; i < variants.Length; i++)
+                {
+                    var variant = variants[(i + r) % variants.Length];
+                    await context.ExecuteAsync("UPDATE bench_hot SET v = 0 WHERE id = 1");
+                    var wastedBefore = variant.Wasted?.Invoke() ?? 0;
+                    var result = await Bench.LoopAsync(workers, duration, variant.Make(context.DataSource));
+                    var wasted = (variant.Wasted?.Invoke() ?? 0) - wastedBefore + result.Wasted;
+                    var final = await context.ScalarAsync<long>("SELECT v FROM bench_hot WHERE id = 1");
+                    perSecond[variant.Key].Add(result.PerSecond);
+                    last[variant.Key] = (result, final == result.Committed, wasted);
+                }
+            }
+
+            foreach (var variant in variants)
+            {
+                var (result, exact, wasted) = last[variant.Key];
+                table.AppendLine(CultureInfo.InvariantCulture,
+                    $"| {workers} | {variant.Name} | {Bench.Median(perSecond[variant.Key]):N0} | {result.Errors} | {wasted} | {(exact ? "yes" : "NO")} |");
+            }
+
+            double M(string k) => Bench.Median(perSecond[k]);
+            ratios.AppendLine(CultureInfo.InvariantCulture,
+                $"| {workers} | {M("c") / M("a"):F2} | {M("c") / M("b"):F2} | {M("c") / M("d"):F2} | {M("e") / M("d"):F2} | {M("f") / M("b"):F2} | {M("f") / M("a"):F2} | {M("g") / M("b"):F2} |");
+        }
+
+        table.AppendLine();
+        table.AppendLine("| workers | (c)/(a) | (c)/(b) | (c)/(d) | (e)/(d) | (f)/(b) | (f)/(a) | (g)/(b) |");
+        table.AppendLine("|---:|---:|---:|---:|---:|---:|---:|---:|");
+        table.Append(ratios);
+        table.AppendLine();
+        table.Append(await PgbenchAsync(context, duration));
+        return table.ToString();
+    }
+
+    /// <summary>The variants, each bound to <paramref name="dataSource"/> (direct or through a proxy); runner retries are counted per data source.</summary>
+    internal static Variant[] Variants(NpgsqlDataSource dataSource)
+    {
+        long runnerRetries = 0;
+        var rc = RunnerFor(dataSource, IsolationLevel.ReadCommitted, () => Interlocked.Increment(ref runnerRetries));
+        var rr = RunnerFor(dataSource, IsolationLevel.RepeatableRead, () => Interlocked.Increment(ref runnerRetries));
+        return
+        [
             new("a", "(a) autocommit `UPDATE v = v + 1`", ds => async _ =>
             {
                 await using var command = ds.CreateCommand("UPDATE bench_hot SET v = v + 1 WHERE id = 1");
@@ -70,52 +122,7 @@ internal static class HotRowBenchmark
                 await tx.ExecuteAndCommitAsync("UPDATE bench_hot SET v = @v WHERE id = 1", new { v = rows[0] + 1 });
                 return 0;
             }),
-        };
-
-        var table = new StringBuilder();
-        table.AppendLine(CultureInfo.InvariantCulture, $"{duration.TotalSeconds} s per variant and worker count, {repeats} alternating repeat(s), median committed/s. \"wasted\" = attempts that were rolled back and re-run.");
-        table.AppendLine();
-        table.AppendLine("| workers | variant | committed/s | errors surfaced | wasted attempts | final value exact |");
-        table.AppendLine("|---:|---|---:|---:|---:|---|");
-        var ratios = new StringBuilder();
-        foreach (var workers in new[] { 1, 4, 16, 32 })
-        {
-            var perSecond = variants.ToDictionary(v => v.Key, _ => new List<double>());
-            var last = new Dictionary<string, (Bench.LoopResult Result, bool Exact, long Wasted)>();
-            for (var r = 0; r < repeats; r++)
-            {
-                for (var i = 0; i < variants.Length; i++)
-                {
-                    var variant = variants[(i + r) % variants.Length];
-                    await context.ExecuteAsync("UPDATE bench_hot SET v = 0 WHERE id = 1");
-                    var wastedBefore = variant.Wasted?.Invoke() ?? 0;
-                    var result = await Bench.LoopAsync(workers, duration, variant.Make(context.DataSource));
-                    var wasted = (variant.Wasted?.Invoke() ?? 0) - wastedBefore + result.Wasted;
-                    var final = await context.ScalarAsync<long>("SELECT v FROM bench_hot WHERE id = 1");
-                    perSecond[variant.Key].Add(result.PerSecond);
-                    last[variant.Key] = (result, final == result.Committed, wasted);
-                }
-            }
-
-            foreach (var variant in variants)
-            {
-                var (result, exact, wasted) = last[variant.Key];
-                table.AppendLine(CultureInfo.InvariantCulture,
-                    $"| {workers} | {variant.Name} | {Bench.Median(perSecond[variant.Key]):N0} | {result.Errors} | {wasted} | {(exact ? "yes" : "NO")} |");
-            }
-
-            double M(string k) => Bench.Median(perSecond[k]);
-            ratios.AppendLine(CultureInfo.InvariantCulture,
-                $"| {workers} | {M("c") / M("a"):F2} | {M("c") / M("b"):F2} | {M("c") / M("d"):F2} | {M("e") / M("d"):F2} | {M("f") / M("b"):F2} | {M("f") / M("a"):F2} | {M("g") / M("b"):F2} |");
-        }
-
-        table.AppendLine();
-        table.AppendLine("| workers | (c)/(a) | (c)/(b) | (c)/(d) | (e)/(d) | (f)/(b) | (f)/(a) | (g)/(b) |");
-        table.AppendLine("|---:|---:|---:|---:|---:|---:|---:|---:|");
-        table.Append(ratios);
-        table.AppendLine();
-        table.Append(await PgbenchAsync(context, duration));
-        return table.ToString();
+        ];
     }
 
     private static TransactionRunner RunnerFor(NpgsqlDataSource dataSource, IsolationLevel isolation, Action onRetry)

@@ -44,37 +44,8 @@ internal static class QueueBenchmark
     {
         const int fifoWorkers = 16;
         var jobs = context.Quick ? 4_000 : 20_000;
-        var repeats = context.Quick ? 1 : 3;
-        var runner = new TransactionRunner(context.DataSource);
-        var sides = new (string Name, Func<NpgsqlDataSource, int, Task<int>> Claim)[]
-        {
-            ("(b) hand-written SKIP LOCKED: claim, update, commit", HandClaimAsync),
-            ("(c) RowLock ClaimRowsAsync: claim, update, commit", ClaimAsync),
-            ("(f) RowLock TransactionRunner, completion deferred to COMMIT", (ds, batch) => runner.RunAsync(async (tx, ct) =>
-            {
-                var ids = await tx.ClaimRowsAsync<long>("SELECT id FROM bench_jobs WHERE NOT done ORDER BY id", null, batch, ct);
-                if (ids.Count > 0)
-                {
-                    tx.DeferUntilCommit("UPDATE bench_jobs SET done = true, claims = claims + 1 WHERE id = ANY(@ids)", new { ids = ids.ToArray() });
-                }
-
-                return ids.Count;
-            })),
-            ("(g) RowLock ClaimRowsAsync + ExecuteAndCommitAsync", async (ds, batch) =>
-            {
-                await using var connection = await ds.OpenConnectionAsync();
-                await using var tx = await connection.BeginTransactionAsync();
-                var ids = await tx.ClaimRowsAsync<long>("SELECT id FROM bench_jobs WHERE NOT done ORDER BY id", null, batch);
-                if (ids.Count == 0)
-                {
-                    await tx.CommitAsync();
-                    return 0;
-                }
-
-                await tx.ExecuteAndCommitAsync("UPDATE bench_jobs SET done = true, claims = claims + 1 WHERE id = ANY(@ids)", new { ids = ids.ToArray() });
-                return ids.Count;
-            }),
-        };
+        var repeats = context.Repeats;
+        var sides = FifoSides(context.DataSource);
 
         var rates = sides.Select(_ => new List<double>()).ToArray();
         var once = sides.Select(_ => true).ToArray();
@@ -104,6 +75,41 @@ internal static class QueueBenchmark
         return text.ToString();
     }
 
+    /// <summary>The FIFO sides, the runner bound to <paramref name="dataSource"/> (direct or through a proxy).</summary>
+    internal static (string Name, Func<NpgsqlDataSource, int, Task<int>> Claim)[] FifoSides(NpgsqlDataSource dataSource)
+    {
+        var runner = new TransactionRunner(dataSource);
+        return
+        [
+            ("(b) hand-written SKIP LOCKED: claim, update, commit", HandClaimAsync),
+            ("(c) RowLock ClaimRowsAsync: claim, update, commit", ClaimAsync),
+            ("(f) RowLock TransactionRunner, completion deferred to COMMIT", (ds, batch) => runner.RunAsync(async (tx, ct) =>
+            {
+                var ids = await tx.ClaimRowsAsync<long>("SELECT id FROM bench_jobs WHERE NOT done ORDER BY id", null, batch, ct);
+                if (ids.Count > 0)
+                {
+                    tx.DeferUntilCommit("UPDATE bench_jobs SET done = true, claims = claims + 1 WHERE id = ANY(@ids)", new { ids = ids.ToArray() });
+                }
+
+                return ids.Count;
+            })),
+            ("(g) RowLock ClaimRowsAsync + ExecuteAndCommitAsync", async (ds, batch) =>
+            {
+                await using var connection = await ds.OpenConnectionAsync();
+                await using var tx = await connection.BeginTransactionAsync();
+                var ids = await tx.ClaimRowsAsync<long>("SELECT id FROM bench_jobs WHERE NOT done ORDER BY id", null, batch);
+                if (ids.Count == 0)
+                {
+                    await tx.CommitAsync();
+                    return 0;
+                }
+
+                await tx.ExecuteAndCommitAsync("UPDATE bench_jobs SET done = true, claims = claims + 1 WHERE id = ANY(@ids)", new { ids = ids.ToArray() });
+                return ids.Count;
+            }),
+        ];
+    }
+
     private static Task<int> HandClaimAsync(NpgsqlDataSource dataSource, int batch) => HandWrittenClaimAsync(dataSource, batch, "FOR UPDATE SKIP LOCKED");
 
     private static async Task FillAsync(BenchContext context, int jobs)
@@ -112,19 +118,26 @@ internal static class QueueBenchmark
         await context.ExecuteAsync("VACUUM ANALYZE bench_jobs");
     }
 
-    private static async Task<(double Rate, bool ExactlyOnce)> DrainAsync(BenchContext context, int jobs, int batch, Func<NpgsqlDataSource, int, Task<int>> claim, int workers = Workers)
+    internal static async Task<(double Rate, bool ExactlyOnce)> DrainAsync(BenchContext context, int jobs, int batch, Func<NpgsqlDataSource, int, Task<int>> claim, int workers = Workers, NpgsqlDataSource? through = null)
     {
+        var dataSource = through ?? context.DataSource;
         await FillAsync(context, jobs);
         var clock = Stopwatch.StartNew();
         await Task.WhenAll(Enumerable.Range(0, workers).Select(_ => Task.Run(async () =>
         {
-            while (await claim(context.DataSource, batch) > 0 || await context.ScalarAsync<bool>("SELECT EXISTS (SELECT 1 FROM bench_jobs WHERE NOT done)"))
+            while (await claim(dataSource, batch) > 0 || await ExistsPendingAsync(dataSource))
             {
             }
         })));
         var rate = jobs / clock.Elapsed.TotalSeconds;
         var wrong = await context.ScalarAsync<long>("SELECT count(*) FROM bench_jobs WHERE claims <> 1 OR NOT done");
         return (rate, wrong == 0);
+    }
+
+    private static async Task<bool> ExistsPendingAsync(NpgsqlDataSource dataSource)
+    {
+        await using var command = dataSource.CreateCommand("SELECT EXISTS (SELECT 1 FROM bench_jobs WHERE NOT done)");
+        return (bool)(await command.ExecuteScalarAsync())!;
     }
 
     private static async Task<int> ClaimAsync(NpgsqlDataSource dataSource, int batch)

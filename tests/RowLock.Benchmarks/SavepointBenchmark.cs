@@ -34,7 +34,7 @@ internal static class SavepointBenchmark
         await context.ExecuteAsync($"DROP TABLE IF EXISTS bench_savepoint; CREATE TABLE bench_savepoint (id bigint PRIMARY KEY, counter bigint NOT NULL DEFAULT 0, payload text NOT NULL); INSERT INTO bench_savepoint (id, payload) SELECT g, repeat('x', 40) FROM generate_series(1, {Rows}) g;");
         await context.ExecuteAsync("VACUUM ANALYZE bench_savepoint");
         var duration = TimeSpan.FromSeconds(context.Quick ? 1.5 : 4);
-        var repeats = context.Quick ? 1 : 3;
+        var repeats = context.Repeats;
         var sides = new Side[]
         {
             new("RowLock `LockRowsAsync` NOWAIT, one by one (a savepoint each)", async (_, tx, ids) =>

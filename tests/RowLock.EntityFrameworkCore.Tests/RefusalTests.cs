@@ -47,7 +47,7 @@ public sealed class RefusalTests(EfFixture ef) : IClassFixture<EfFixture>
     {
         await using var db = ef.CreateContext();
         await using var tx = await db.Database.BeginTransactionAsync();
-        var e = await Assert.ThrowsAsync<InvalidOperationException>(() => db.Orders.Include(o => o.Lines).WithRowLock(RowLockClause.ForUpdate.Of("order_lines")).ToListAsync());
+        var e = await Assert.ThrowsAsync<InvalidOperationException>(() => db.Orders.Include(o => o.Lines).AsSingleQuery().WithRowLock(RowLockClause.ForUpdate.Of("order_lines")).ToListAsync());
         Assert.Contains("nullable side", e.Message, StringComparison.Ordinal);
     }
 

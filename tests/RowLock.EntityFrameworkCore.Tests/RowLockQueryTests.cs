@@ -53,7 +53,7 @@ public sealed class RowLockQueryTests : IClassFixture<EfFixture>, IAsyncLifetime
     }
 
     [Fact]
-    public async Task Include_in_a_single_query_locks_the_orders_and_a_split_query_locks_the_lines_too()
+    public async Task Include_of_a_collection_locks_the_orders_and_the_lines_whether_or_not_AsSplitQuery_is_written()
     {
         await using var db = _ef.CreateContext();
         await using (var tx = await db.Database.BeginTransactionAsync())
@@ -61,7 +61,7 @@ public sealed class RowLockQueryTests : IClassFixture<EfFixture>, IAsyncLifetime
             var order = await db.Orders.Include(o => o.Lines).Where(o => o.Id == 1).WithRowLock(RowLockClause.ForUpdate).SingleAsync();
             Assert.Single(order.Lines);
             Assert.True(await _ef.Database.IsRowLockedAsync("orders", 1));
-            Assert.False(await _ef.Database.IsRowLockedAsync("order_lines", order.Lines[0].Id));
+            Assert.True(await _ef.Database.IsRowLockedAsync("order_lines", order.Lines[0].Id)); // made a split query: the lines' statement locks them
         }
 
         await using (var tx = await db.Database.BeginTransactionAsync())

@@ -81,6 +81,9 @@ public sealed class SqlGenerationTests(EfFixture ef) : IClassFixture<EfFixture>
             """, db.Orders.Where(o => o.Id == id).WithRowLock(RowLockClause.ForShare.WithTimeout(TimeSpan.FromMilliseconds(250.2))));
     }
 
+    private const string SplitNote = "\n\nThis LINQ query is being executed in split-query mode, and the SQL shown is for the first query to be executed. " +
+        "Additional queries may also be executed depending on the results of the first query.";
+
     [Theory]
     [InlineData("orders")]
     [InlineData("Order")]
@@ -90,50 +93,53 @@ public sealed class SqlGenerationTests(EfFixture ef) : IClassFixture<EfFixture>
         using var db = ef.CreateContext();
         AssertSql("""
             -- RowLock: FOR UPDATE OF o
-            SELECT o."Id", o."Customer", o."Total", o0."Id", o0."OrderId", o0."Qty"
+            SELECT o."Id", o."Customer", o."Total"
             FROM orders AS o
-            LEFT JOIN order_lines AS o0 ON o."Id" = o0."OrderId"
             ORDER BY o."Id"
             FOR UPDATE OF o
-            """, db.Orders.Include(o => o.Lines).WithRowLock(RowLockClause.ForUpdate.Of(name)));
+            """ + SplitNote, db.Orders.Include(o => o.Lines).WithRowLock(RowLockClause.ForUpdate.Of(name)));
     }
 
     [Fact]
-    public void Include_without_Of_locks_the_query_entity_not_the_nullable_side()
+    public void Include_of_a_collection_becomes_a_split_query_so_each_statement_locks_its_own_rows()
     {
+        // A single query's LEFT JOIN cannot lock the lines, and after a lock wait PostgreSQL returns them from the snapshot
+        // taken before the wait: RowLock makes the query a split query (the first statement is shown; the second locks the lines).
         using var db = ef.CreateContext();
         AssertSql("""
-            -- RowLock: FOR UPDATE OF o
-            SELECT o."Id", o."Customer", o."Total", o0."Id", o0."OrderId", o0."Qty"
+            -- RowLock: FOR UPDATE
+            SELECT o."Id", o."Customer", o."Total"
             FROM orders AS o
-            LEFT JOIN order_lines AS o0 ON o."Id" = o0."OrderId"
             ORDER BY o."Id"
-            FOR UPDATE OF o
-            """, db.Orders.Include(o => o.Lines).WithRowLock(RowLockClause.ForUpdate));
+            FOR UPDATE
+            """ + SplitNote, db.Orders.Include(o => o.Lines).WithRowLock(RowLockClause.ForUpdate));
     }
 
     [Fact]
-    public void Where_OrderBy_Skip_Take_with_Include_lock_the_paged_sub_query()
+    public void Include_of_a_collection_with_AsSingleQuery_is_refused_with_what_to_write_instead()
+    {
+        using var db = ef.CreateContext();
+        var e = Assert.Throws<InvalidOperationException>(() => db.Orders.Include(o => o.Lines).AsSingleQuery().WithRowLock(RowLockClause.ForUpdate).ToQueryString());
+        Assert.Contains("AsSplitQuery()", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Where_OrderBy_Skip_Take_with_Include_lock_the_paged_rows()
     {
         using var db = ef.CreateContext();
         AssertSql("""
             -- @p1='2'
             -- @p='1'
-            -- RowLock: FOR UPDATE OF o1 NOWAIT
+            -- RowLock: FOR UPDATE NOWAIT
             SAVEPOINT rowlock_lock;
-            SELECT o1."Id", o1."Customer", o1."Total", o0."Id", o0."OrderId", o0."Qty"
-            FROM (
-                SELECT o."Id", o."Customer", o."Total"
-                FROM orders AS o
-                WHERE o."Total" > 0
-                ORDER BY o."Id"
-                LIMIT @p1 OFFSET @p
-            ) AS o1
-            LEFT JOIN order_lines AS o0 ON o1."Id" = o0."OrderId"
-            ORDER BY o1."Id"
-            FOR UPDATE OF o1 NOWAIT;
+            SELECT o."Id", o."Customer", o."Total"
+            FROM orders AS o
+            WHERE o."Total" > 0
+            ORDER BY o."Id"
+            LIMIT @p1 OFFSET @p
+            FOR UPDATE NOWAIT;
             RELEASE SAVEPOINT rowlock_lock
-            """, db.Orders.Include(o => o.Lines).Where(o => o.Total > 0).OrderBy(o => o.Id).Skip(1).Take(2).WithRowLock(RowLockClause.ForUpdate.NoWait()));
+            """ + SplitNote, db.Orders.Include(o => o.Lines).Where(o => o.Total > 0).OrderBy(o => o.Id).Skip(1).Take(2).WithRowLock(RowLockClause.ForUpdate.NoWait()));
     }
 
     [Fact]

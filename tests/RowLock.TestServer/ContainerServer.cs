@@ -15,7 +15,7 @@ internal sealed class ContainerServer : PostgresServer
     public static async Task<PostgresServer> StartAsync(CancellationToken cancellationToken)
     {
         var container = new PostgreSqlBuilder("postgres:15-alpine")
-            .WithCommand("-c", "max_connections=300", "-c", "fsync=off", "-c", "synchronous_commit=off")
+            .WithCommand("-c", "max_connections=300", "-c", "max_prepared_transactions=20", "-c", "fsync=off", "-c", "synchronous_commit=off")
             .Build();
         await container.StartAsync(cancellationToken).ConfigureAwait(false);
         return new ContainerServer(container);

@@ -34,7 +34,7 @@ internal sealed class LocalClusterServer : PostgresServer
         {
             var cluster = new LocalCluster(binaries, root, "data");
             await cluster.InitAsync(cancellationToken).ConfigureAwait(false);
-            var settings = "-c max_connections=300 -c shared_buffers=128MB";
+            var settings = "-c max_connections=300 -c shared_buffers=128MB -c max_prepared_transactions=20";
             if (fastUnsafe)
             {
                 settings += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c deadlock_timeout=100ms";

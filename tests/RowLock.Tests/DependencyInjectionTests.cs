@@ -118,8 +118,9 @@ public sealed class DependencyInjectionTests(DatabaseFixture db) : IClassFixture
         services.AddSingleton(db.DataSource);
         services.AddRowLock(configuration.GetSection("RowLock"));
         using var provider = services.BuildServiceProvider();
-        var error = Assert.Throws<System.ComponentModel.DataAnnotations.ValidationException>(() => provider.GetRequiredService<TransactionRunner>());
-        Assert.Contains("MaxRetryAttempts", error.Message, StringComparison.Ordinal);
+        // Validated as options now (ValidateOnStart), so the error is the options pattern's, still with Polly's message.
+        var error = Assert.Throws<Microsoft.Extensions.Options.OptionsValidationException>(() => provider.GetRequiredService<TransactionRunner>());
+        Assert.Contains("The field MaxRetryAttempts must be between 1 and 2147483647.", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]

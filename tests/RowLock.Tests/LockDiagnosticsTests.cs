@@ -39,7 +39,7 @@ public sealed class LockDiagnosticsTests(DatabaseFixture db) : IClassFixture<Dat
         var b = S("B").WaitingFor!;
         Assert.Equal(LockWaitTargetKind.Row, b.Kind);
         Assert.Equal("transactionid", b.LockType);
-        Assert.Equal("accounts", b.Relation);
+        Assert.Equal("public.accounts", b.Relation);
         Assert.Equal("(0,1)", b.Ctid);
         Assert.NotNull(b.TransactionId);
 
@@ -57,7 +57,7 @@ public sealed class LockDiagnosticsTests(DatabaseFixture db) : IClassFixture<Dat
         var e = S("E").WaitingFor!;
         Assert.Equal(LockWaitTargetKind.Row, e.Kind);
         Assert.Equal("tuple", e.LockType);
-        Assert.Equal("accounts", e.Relation);
+        Assert.Equal("public.accounts", e.Relation);
         Assert.Equal("(0,1)", e.Ctid);
 
         var g = S("G").WaitingFor!;
@@ -86,17 +86,19 @@ public sealed class LockDiagnosticsTests(DatabaseFixture db) : IClassFixture<Dat
 
         Assert.Equal(ExpectedTree, tree);
         Assert.Equal(ExpectedMermaid, mermaid);
+        IncidentDiagnosticsTests.AssertMermaidEdgesEndAtDeclaredNodes(snapshot.ToMermaid());
     }
 
     /// <summary>The tree of <see cref="StagedLockChain"/>, normalised: also what the CLI must print.</summary>
     internal const string ExpectedTree = """
         DB: 5 sessions wait behind 2 root blockers
-        ├── pid A (A) idle in transaction, transaction open hh:mm:ss, holds up 4: SELECT balance FROM accounts WHERE id = 1 FOR UPDATE
-        │   └── pid B (B) waits hh:mm:ss for row (0,1) of accounts via transaction X [ShareLock]: SELECT balance FROM accounts WHERE id = 1 FOR UPDATE
-        │       ├── pid C (C) waits hh:mm:ss for advisory lock "jobs.sync" (key -4651928847416113214) [ExclusiveLock]: SELECT pg_advisory_xact_lock(-4651928847416113214)
-        │       │   └── pid D (D) waits hh:mm:ss for transaction X [ShareLock]: INSERT INTO invoices VALUES (7)
-        │       └── pid E (E) waits hh:mm:ss for row (0,1) of accounts [AccessExclusiveLock]: SELECT balance FROM accounts WHERE id = 1 FOR UPDATE
-        └── pid F (F) idle, holds up 1: SELECT pg_advisory_lock(7, 11)
+        ├── pid A (A) idle in transaction for hh:mm:ss, transaction open hh:mm:ss, holds up 4; last statement: SELECT balance FROM accounts WHERE id = 1 FOR UPDATE
+        │   └── 2 waiting in queue order for row (0,1) of public.accounts, oldest first
+        │       ├── pid B (B) waits hh:mm:ss for row (0,1) of public.accounts via transaction X [ShareLock]: SELECT balance FROM accounts WHERE id = 1 FOR UPDATE
+        │       │   └── pid C (C) waits hh:mm:ss for advisory lock "jobs.sync" (key -4651928847416113214) [ExclusiveLock]: SELECT pg_advisory_xact_lock(-4651928847416113214)
+        │       │       └── pid D (D) waits hh:mm:ss for transaction X [ShareLock]: INSERT INTO invoices VALUES (7)
+        │       └── pid E (E) waits hh:mm:ss for row (0,1) of public.accounts [AccessExclusiveLock]: SELECT balance FROM accounts WHERE id = 1 FOR UPDATE
+        └── pid F (F) idle, holds up 1; last statement: SELECT pg_advisory_lock(7, 11)
             └── pid G (G) waits hh:mm:ss for advisory lock (7, 11) [ExclusiveLock]: SELECT pg_advisory_lock(7, 11)
         Idle in transaction while others wait: pid A (A) (transaction open hh:mm:ss, holds up 4)
         Longest transactions: pid A (A) hh:mm:ss, pid B (B) hh:mm:ss, pid C (C) hh:mm:ss, pid D (D) hh:mm:ss, pid E (E) hh:mm:ss
@@ -104,20 +106,22 @@ public sealed class LockDiagnosticsTests(DatabaseFixture db) : IClassFixture<Dat
 
         """;
 
-    /// <summary>The Mermaid graph of <see cref="StagedLockChain"/>, normalised.</summary>
+    /// <summary>The Mermaid graph of <see cref="StagedLockChain"/>, normalised: B and E wait for the same row, so they go through one queue node.</summary>
     internal const string ExpectedMermaid = """
         flowchart RL
-            pA["pid A (A)<br/>idle in transaction, transaction open hh:mm:ss, holds up 4<br/>SELECT balance FROM accounts WHERE id = 1 FOR UPDATE"]
+            pA["pid A (A)<br/>idle in transaction for hh:mm:ss, transaction open hh:mm:ss, holds up 4<br/>SELECT balance FROM accounts WHERE id = 1 FOR UPDATE"]
             pB["pid B (B)<br/>waits hh:mm:ss"]
             pC["pid C (C)<br/>waits hh:mm:ss"]
             pD["pid D (D)<br/>waits hh:mm:ss"]
             pE["pid E (E)<br/>waits hh:mm:ss"]
             pF["pid F (F)<br/>idle, holds up 1<br/>SELECT pg_advisory_lock(7, 11)"]
             pG["pid G (G)<br/>waits hh:mm:ss"]
-            pB -->|"row (0,1) of accounts via transaction X [ShareLock]"| pA
+            q1[/"2 wait in queue order<br/>row (0,1) of public.accounts"/]
+            q1 --> pA
+            pB -->|"1: ShareLock"| q1
+            pE -->|"2: AccessExclusiveLock"| q1
             pC -->|"advisory lock #quot;jobs.sync#quot; (key -4651928847416113214) [ExclusiveLock]"| pB
             pD -->|"transaction X [ShareLock]"| pC
-            pE -->|"row (0,1) of accounts [AccessExclusiveLock]"| pB
             pG -->|"advisory lock (7, 11) [ExclusiveLock]"| pF
             classDef root fill:#fde2e2,stroke:#c0392b,stroke-width:2px
             class pA,pF root

@@ -31,7 +31,7 @@ public sealed class LockWaitHealthCheckTests(DatabaseFixture db) : IClassFixture
         Assert.Equal("A", entry.Data["root_blocker_application"]);
         Assert.Equal(5, entry.Data["waiting"]);
         Assert.Equal(chain.Pids["B"], entry.Data["longest_waiter_pid"]);
-        Assert.Matches(@"^pid \d+ \(B\) has waited \d\d:\d\d:\d\d for row \(0,1\) of accounts via transaction \d+ \[ShareLock\]; root blocker pid \d+ \(A\) idle in transaction, transaction open \d\d:\d\d:\d\d, holds up 4: SELECT balance FROM accounts WHERE id = 1 FOR UPDATE$", entry.Description);
+        Assert.Matches(@"^pid \d+ \(B\) has waited \d\d:\d\d:\d\d for row \(0,1\) of public\.accounts via transaction \d+ \[ShareLock\]; root blocker pid \d+ \(A\) idle in transaction for \d\d:\d\d:\d\d, transaction open \d\d:\d\d:\d\d, holds up 4; last statement: SELECT balance FROM accounts WHERE id = 1 FOR UPDATE$", entry.Description);
     }
 
     [Fact]
@@ -57,6 +57,28 @@ public sealed class LockWaitHealthCheckTests(DatabaseFixture db) : IClassFixture
         Assert.Equal(HealthStatus.Unhealthy, result.Status);
         Assert.IsAssignableFrom<NpgsqlException>(result.Exception);
         Assert.Throws<ArgumentOutOfRangeException>(() => new LockWaitHealthCheck(db.DataSource, new LockWaitHealthCheckOptions { Threshold = TimeSpan.Zero }));
+    }
+
+    [Fact]
+    public async Task It_is_registered_as_a_readiness_check_so_a_liveness_probe_never_restarts_the_app_over_a_lock_wait()
+    {
+        await using var chain = await StagedLockChain.StageAsync(db);
+        var services = new ServiceCollection();
+        services.AddLogging();
+        services.AddSingleton(db.DataSource);
+        services.AddHealthChecks().AddRowLockLockWaits(configure: o => o.Threshold = TimeSpan.FromTicks(1));
+        await using var provider = services.BuildServiceProvider();
+        var registration = Assert.Single(provider.GetRequiredService<Microsoft.Extensions.Options.IOptions<HealthCheckServiceOptions>>().Value.Registrations);
+        Assert.Equal(LockWaitHealthCheckBuilderExtensions.DefaultName, registration.Name);
+        Assert.Equal(["ready"], registration.Tags);
+
+        var health = provider.GetRequiredService<HealthCheckService>();
+        var ready = await health.CheckHealthAsync(c => c.Tags.Contains("ready"));
+        var live = await health.CheckHealthAsync(c => c.Tags.Contains("live"));
+
+        Assert.Equal(HealthStatus.Degraded, ready.Status);
+        Assert.Equal(HealthStatus.Healthy, live.Status);
+        Assert.Empty(live.Entries);
     }
 
     private static HealthCheckContext Context(IHealthCheck check) =>

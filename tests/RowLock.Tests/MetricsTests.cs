@@ -185,9 +185,14 @@ public sealed class MetricsTests(DatabaseFixture db) : IClassFixture<DatabaseFix
         Assert.Equal(101, await db.ScalarAsync<int>($"SELECT v FROM {table}"));
         var retry = Assert.Single(measurements, m => m.Instrument == "rowlock.unit_of_work.retries");
         Assert.Equal(PostgresErrorCodes.SerializationFailure, retry.Tags["db.response.status_code"]);
-        Assert.Equal(2, measurements.Count(m => m.Instrument == "rowlock.unit_of_work.attempts"));
+        Assert.Equal(PostgresErrorCodes.SerializationFailure, retry.Tags["error.type"]);
+        Assert.Equal("postgresql", retry.Tags["db.system.name"]);
+        // Attempts are units of work plus retries: no counter of their own.
+        Assert.DoesNotContain(measurements, m => m.Instrument == "rowlock.unit_of_work.attempts");
         var duration = Assert.Single(measurements, m => m.Instrument == "rowlock.unit_of_work.duration");
         Assert.Equal("committed", duration.Tags["rowlock.unit_of_work.outcome"]);
+        Assert.Equal("postgresql", duration.Tags["db.system.name"]);
+        Assert.False(duration.Tags.ContainsKey("error.type"));
         Assert.True(duration.Value > 0);
 
         var activity = Assert.Single(activities);
@@ -212,7 +217,55 @@ public sealed class MetricsTests(DatabaseFixture db) : IClassFixture<DatabaseFix
 
         var duration = Assert.Single(measurements, m => m.Instrument == "rowlock.unit_of_work.duration");
         Assert.Equal("exhausted", duration.Tags["rowlock.unit_of_work.outcome"]);
-        Assert.Single(measurements, m => m.Instrument == "rowlock.unit_of_work.exhausted");
+        Assert.Equal(PostgresErrorCodes.SerializationFailure, duration.Tags["db.response.status_code"]);
+        Assert.Equal(PostgresErrorCodes.SerializationFailure, duration.Tags["error.type"]);
+        Assert.Equal("postgresql", duration.Tags["db.system.name"]);
+        // The duration histogram's exhausted outcome is the count: no counter of its own.
+        Assert.DoesNotContain(measurements, m => m.Instrument == "rowlock.unit_of_work.exhausted");
+    }
+
+    [Fact]
+    public async Task A_retry_after_a_lost_connection_names_the_error_type_and_no_made_up_SQLSTATE_and_Polly_gets_the_operation_key()
+    {
+        var operation = "lost-" + Guid.NewGuid().ToString("N")[..8];
+        var measurements = new ConcurrentQueue<Measurement>();
+        using var listener = Listen(measurements, operation);
+        var keys = new ConcurrentQueue<string?>();
+        var options = new TransactionRunnerOptions { TimeProvider = new InstantTimeProvider() };
+        options.Retry.OnRetry = args =>
+        {
+            keys.Enqueue(args.Context.OperationKey);
+            return default;
+        };
+        var runner = new TransactionRunner(db.DataSource, options);
+        var runs = 0;
+
+        await runner.RunAsync(operation, async (tx, ct) =>
+        {
+            await tx.Connection!.ExecuteAsync(new CommandDefinition("SELECT 1", transaction: tx, cancellationToken: ct));
+            if (Interlocked.Increment(ref runs) == 1)
+            {
+                throw new NpgsqlException("Exception while reading from stream", new EndOfStreamException("Attempted to read past the end of the stream."));
+            }
+        });
+
+        Assert.Equal(2, runs);
+        var retry = Assert.Single(measurements, m => m.Instrument == "rowlock.unit_of_work.retries");
+        Assert.Equal("System.IO.EndOfStreamException", retry.Tags["error.type"]);
+        Assert.False(retry.Tags.ContainsKey("db.response.status_code"));
+        Assert.Equal("postgresql", retry.Tags["db.system.name"]);
+        Assert.Equal([operation], keys);
+    }
+
+    [Fact]
+    public void Duration_histograms_have_buckets_well_past_ten_seconds()
+    {
+        foreach (var histogram in new[] { RowLock.Internal.RowLockHistograms.LockWait, RowLock.Internal.RowLockHistograms.LockHold, RowLock.Internal.RowLockHistograms.UnitOfWork })
+        {
+            var buckets = histogram.Advice!.HistogramBucketBoundaries!;
+            Assert.Contains(60.0, buckets);
+            Assert.Equal(600.0, buckets[^1]);
+        }
     }
 
     [Theory]

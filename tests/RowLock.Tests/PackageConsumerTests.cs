@@ -23,6 +23,7 @@ public sealed class PackageConsumerTests(DatabaseFixture db) : IClassFixture<Dat
             await DotnetAsync(root.FullName, "pack", project, "-c", "Release", "-o", feed, $"-p:Version={version}", "-p:ContinuousIntegrationBuild=true");
             Assert.True(File.Exists(Path.Combine(feed, $"RowLock.{version}.nupkg")));
             Assert.True(File.Exists(Path.Combine(feed, $"RowLock.{version}.snupkg")));
+            AssertReadmeLinksResolveOnThePackagePage(Path.Combine(feed, $"RowLock.{version}.nupkg"));
 
             await DotnetCli.WriteConsumerProjectAsync(app, feed, version, "RowLock", "RowLock");
             await File.WriteAllTextAsync(Path.Combine(app, "Program.cs"), """
@@ -61,6 +62,19 @@ public sealed class PackageConsumerTests(DatabaseFixture db) : IClassFixture<Dat
 
     private static string RepositoryRoot() => DotnetCli.RepositoryRoot();
 
+    /// <summary>The package page has no repository around it: the packed README's links must all be absolute (or anchors).</summary>
+    private static void AssertReadmeLinksResolveOnThePackagePage(string nupkg)
+    {
+        using var package = System.IO.Compression.ZipFile.OpenRead(nupkg);
+        using var reader = new StreamReader(package.GetEntry("README.md")!.Open());
+        var readme = reader.ReadToEnd();
+        var links = MarkdownLinks.Links(readme);
+
+        Assert.Contains("https://github.com/rowlock/rowlock/blob/main/docs/row-locks.md", links);
+        Assert.All(links, link => Assert.True(link.StartsWith("https://", StringComparison.Ordinal) || link.StartsWith('#'), $"relative link in the packed README: {link}"));
+        Assert.Equal(MarkdownLinks.Links(File.ReadAllText(ReadmeSnippets.ReadmePath)).Count, links.Count); // the same README, links rewritten
+    }
+
     private static Task<string> DotnetAsync(string workingDirectory, params string[] arguments) =>
-        DotnetCli.RunAsync(workingDirectory, TimeSpan.FromMinutes(5), arguments);
+        DotnetCli.RunAsync(workingDirectory, TimeSpan.FromMinutes(15), arguments); // a guard only: on a saturated machine a pack takes minutes
 }

@@ -55,12 +55,18 @@ public sealed class PresenceHeartbeat : Scenario
     // finds the row held skips its heartbeat: the tab holding it is refreshing the row right now. Nobody waits, so
     // nobody's snapshot goes stale behind a lock; the rare conflict left (the holder committed between this request's
     // snapshot and its claim) is a 40001 the runner retries whole, so no error reaches a tab.
+    //
+    // The runner's retries are compared in the same run with the same claim written by hand (REPEATABLE READ,
+    // FOR UPDATE SKIP LOCKED, its own loop re-running on 40001): the runner should pay no retry hand-written code does not.
     protected override async Task<SideResult> RunRowLockAsync(NpgsqlDataSource dataSource, LabOptions options, CancellationToken cancellationToken)
     {
+        var handWritten = await HandWrittenAsync(dataSource, options, cancellationToken);
+        await SetUpAsync(dataSource, options, cancellationToken);
+
         var retries = new StrongBox<int>();
         var runner = CountingRunner(dataSource, retries, IsolationLevel.RepeatableRead);
         var errors = new ErrorCounter();
-        return await RoundsAsync(dataSource, options, errors, retries, cancellationToken, () => errors.RunAsync(() => runner.RunAsync(async (tx, ct) =>
+        var result = await RoundsAsync(dataSource, options, errors, retries, cancellationToken, () => errors.RunAsync(() => runner.RunAsync(async (tx, ct) =>
         {
             var row = await tx.ClaimRowsAsync<int>("SELECT user_id FROM presence WHERE user_id = @user", new { user = User }, limit: 1, ct);
             if (row.Count == 0)
@@ -71,6 +77,36 @@ public sealed class PresenceHeartbeat : Scenario
             await tx.Connection!.ExecuteAsync("UPDATE presence SET last_seen = clock_timestamp(), beats = beats + 1 WHERE user_id = @user", new { user = User }, tx);
             return Beat.Landed;
         }, cancellationToken), Beat.Failed));
+        return result with { Detail = $"{result.Detail}; hand-written REPEATABLE READ claim, same rounds before: {handWritten.Retries} retries, {handWritten.ErrorsSurfaced} errors" };
+    }
+
+    private static async Task<SideResult> HandWrittenAsync(NpgsqlDataSource dataSource, LabOptions options, CancellationToken cancellationToken)
+    {
+        var retries = new StrongBox<int>();
+        var errors = new ErrorCounter();
+        return await RoundsAsync(dataSource, options, errors, retries, cancellationToken, () => errors.RunAsync(async () =>
+        {
+            for (var attempt = 0; ; attempt++)
+            {
+                try
+                {
+                    await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+                    await using var tx = await connection.BeginTransactionAsync(IsolationLevel.RepeatableRead, cancellationToken);
+                    var row = (await connection.QueryAsync<int>("SELECT user_id FROM presence WHERE user_id = @user LIMIT 1 FOR UPDATE SKIP LOCKED", new { user = User }, tx)).ToList();
+                    if (row.Count > 0)
+                    {
+                        await connection.ExecuteAsync("UPDATE presence SET last_seen = clock_timestamp(), beats = beats + 1 WHERE user_id = @user", new { user = User }, tx);
+                    }
+
+                    await tx.CommitAsync(cancellationToken);
+                    return row.Count > 0 ? Beat.Landed : Beat.Skipped;
+                }
+                catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.SerializationFailure && attempt < 20)
+                {
+                    Interlocked.Increment(ref retries.Value);
+                }
+            }
+        }, Beat.Failed));
     }
 
     private static async Task<SideResult> RoundsAsync(NpgsqlDataSource dataSource, LabOptions options, ErrorCounter errors, StrongBox<int>? retries,

@@ -5,28 +5,41 @@ using Npgsql;
 namespace RowLock.EntityFrameworkCore.Internal;
 
 /// <summary>
-/// The reader EF gets for a NOWAIT or timed locking query. PostgreSQL locks rows as it returns them, so a row held by
-/// someone else can fail the query at any Read, after earlier rows were returned; this reader rolls back to RowLock's
-/// savepoint and throws <see cref="LockNotAvailableException"/> wherever that happens.
+/// The reader EF gets for a locking query RowLock runs itself: NOWAIT and timed locks (in RowLock's savepoint), and any
+/// locking query on a context that already tracks entities. PostgreSQL locks rows as it returns them, so a row held by
+/// someone else can fail the query at any Read, after earlier rows were returned, or while the rest of the result is
+/// drained when the caller leaves the loop early (Close / Dispose); wherever that happens, this reader rolls back to
+/// RowLock's savepoint, detaches what the query started tracking and throws <see cref="LockNotAvailableException"/>.
+/// Each row is first matched against the tracked entities (<see cref="TrackedRowRefresher"/>).
 /// </summary>
-internal sealed class LockingDataReader(DbDataReader inner, DbCommand command, TrackedEntries tracked) : DbDataReader
+internal sealed class LockingDataReader(DbDataReader inner, DbCommand command, TrackedEntries tracked, bool savepoint, TrackedRowRefresher? refresher) : DbDataReader
 {
     private static readonly string RollbackSql = $"ROLLBACK TO SAVEPOINT {RowLockQuerySqlGenerator.Savepoint}; RELEASE SAVEPOINT {RowLockQuerySqlGenerator.Savepoint}";
 
+    private bool _done;
+
     public static LockNotAvailableException Recover(DbCommand command, TrackedEntries tracked, PostgresException error)
     {
-        // CancellationToken-free and synchronous on purpose: leaving the transaction aborted would be worse than a short wait.
-        using (var rollback = command.Connection!.CreateCommand())
-        {
-            rollback.Transaction = command.Transaction;
-            rollback.CommandText = RollbackSql;
-            rollback.ExecuteNonQuery();
-        }
-
+        RollBack(command);
         return Failed(tracked, error);
     }
 
     public static async Task<LockNotAvailableException> RecoverAsync(DbCommand command, TrackedEntries tracked, PostgresException error)
+    {
+        await RollBackAsync(command).ConfigureAwait(false);
+        return Failed(tracked, error);
+    }
+
+    private static void RollBack(DbCommand command)
+    {
+        // CancellationToken-free and synchronous on purpose: leaving the transaction aborted would be worse than a short wait.
+        using var rollback = command.Connection!.CreateCommand();
+        rollback.Transaction = command.Transaction;
+        rollback.CommandText = RollbackSql;
+        rollback.ExecuteNonQuery();
+    }
+
+    private static async Task RollBackAsync(DbCommand command)
     {
         var rollback = command.Connection!.CreateCommand();
         await using (rollback.ConfigureAwait(false))
@@ -35,8 +48,6 @@ internal sealed class LockingDataReader(DbDataReader inner, DbCommand command, T
             rollback.CommandText = RollbackSql;
             await rollback.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
         }
-
-        return Failed(tracked, error);
     }
 
     private static LockNotAvailableException Failed(TrackedEntries tracked, PostgresException error)
@@ -45,33 +56,58 @@ internal sealed class LockingDataReader(DbDataReader inner, DbCommand command, T
         RowLockTelemetry.CountLockNotAvailable("row");
         return new LockNotAvailableException(
             "55P03 lock_not_available: a row of the locked query is held by another transaction (NOWAIT or lock timeout). " +
-            "RowLock rolled back to its savepoint: the transaction is still usable, and no entity the query materialized is tracked.", error);
+            "RowLock rolled back to its savepoint: the transaction is still usable, and no entity this statement materialized is tracked. " +
+            "In a split query (AsSplitQuery(), which RowLock uses for Include of a collection), rows that earlier statements of the query locked stay locked and tracked.", error);
     }
 
     public override bool Read()
     {
+        bool row;
         try
         {
-            return inner.Read();
+            row = inner.Read();
         }
-        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable)
+        catch (PostgresException e) when (savepoint && e.SqlState == PostgresErrorCodes.LockNotAvailable)
         {
-            inner.Dispose();
+            Drain();
             throw Recover(command, tracked, e);
         }
+
+        if (row && refresher?.Refresh(inner) is { } refusal)
+        {
+            Drain();
+
+            // Nothing failed on the server: draining ran the command to its end (RELEASE SAVEPOINT included), so the rows
+            // read so far stay locked and the entities read so far stay tracked, current and locked.
+            throw refusal;
+        }
+
+        return row;
     }
 
     public override async Task<bool> ReadAsync(CancellationToken cancellationToken)
     {
+        bool row;
         try
         {
-            return await inner.ReadAsync(cancellationToken).ConfigureAwait(false);
+            row = await inner.ReadAsync(cancellationToken).ConfigureAwait(false);
         }
-        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable)
+        catch (PostgresException e) when (savepoint && e.SqlState == PostgresErrorCodes.LockNotAvailable)
         {
-            await inner.DisposeAsync().ConfigureAwait(false);
+            await DrainAsync().ConfigureAwait(false);
             throw await RecoverAsync(command, tracked, e).ConfigureAwait(false);
         }
+
+        if (row && refresher?.Refresh(inner) is { } refusal)
+        {
+            await DrainAsync().ConfigureAwait(false);
+
+            // Nothing failed on the server: draining ran the command to its end (RELEASE SAVEPOINT included), so the rows
+            // read so far stay locked and the entities read so far stay tracked, current and locked.
+            throw refusal;
+        }
+
+        return row;
     }
 
     public override bool NextResult()
@@ -80,9 +116,9 @@ internal sealed class LockingDataReader(DbDataReader inner, DbCommand command, T
         {
             return inner.NextResult();
         }
-        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable)
+        catch (PostgresException e) when (savepoint && e.SqlState == PostgresErrorCodes.LockNotAvailable)
         {
-            inner.Dispose();
+            Drain();
             throw Recover(command, tracked, e);
         }
     }
@@ -93,31 +129,61 @@ internal sealed class LockingDataReader(DbDataReader inner, DbCommand command, T
         {
             return await inner.NextResultAsync(cancellationToken).ConfigureAwait(false);
         }
-        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable)
+        catch (PostgresException e) when (savepoint && e.SqlState == PostgresErrorCodes.LockNotAvailable)
         {
-            await inner.DisposeAsync().ConfigureAwait(false);
+            await DrainAsync().ConfigureAwait(false);
             throw await RecoverAsync(command, tracked, e).ConfigureAwait(false);
         }
     }
 
+    // Closing drains the rest of the result: PostgreSQL goes on locking the rows the caller did not read (an early break),
+    // and a conflict there is the caller's conflict too, since rolling back to the savepoint releases the rows it did read.
     public override void Close()
     {
+        if (_done)
+        {
+            return;
+        }
+
         tracked.Stop();
-        inner.Close();
+        try
+        {
+            _done = true;
+            inner.Close();
+        }
+        catch (PostgresException e) when (savepoint && e.SqlState == PostgresErrorCodes.LockNotAvailable)
+        {
+            Drain();
+            throw Recover(command, tracked, e);
+        }
     }
 
     public override async Task CloseAsync()
     {
+        if (_done)
+        {
+            return;
+        }
+
         tracked.Stop();
-        await inner.CloseAsync().ConfigureAwait(false);
+        try
+        {
+            _done = true;
+            await inner.CloseAsync().ConfigureAwait(false);
+        }
+        catch (PostgresException e) when (savepoint && e.SqlState == PostgresErrorCodes.LockNotAvailable)
+        {
+            await DrainAsync().ConfigureAwait(false);
+            throw await RecoverAsync(command, tracked, e).ConfigureAwait(false);
+        }
     }
 
     protected override void Dispose(bool disposing)
     {
         if (disposing)
         {
-            tracked.Stop();
-            inner.Dispose();
+            Close();
+            Drain();
         }
 
         base.Dispose(disposing);
@@ -125,9 +191,36 @@ internal sealed class LockingDataReader(DbDataReader inner, DbCommand command, T
 
     public override async ValueTask DisposeAsync()
     {
-        tracked.Stop();
-        await inner.DisposeAsync().ConfigureAwait(false);
+        await CloseAsync().ConfigureAwait(false);
+        await DrainAsync().ConfigureAwait(false);
         await base.DisposeAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Disposes the inner reader after a failure, ignoring the error it already reported.</summary>
+    private void Drain()
+    {
+        _done = true;
+        tracked.Stop();
+        try
+        {
+            inner.Dispose();
+        }
+        catch (PostgresException)
+        {
+        }
+    }
+
+    private async Task DrainAsync()
+    {
+        _done = true;
+        tracked.Stop();
+        try
+        {
+            await inner.DisposeAsync().ConfigureAwait(false);
+        }
+        catch (PostgresException)
+        {
+        }
     }
 
     public override object this[int ordinal] => inner[ordinal];

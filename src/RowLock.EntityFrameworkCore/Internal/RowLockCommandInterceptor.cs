@@ -1,20 +1,20 @@
 using System.Data.Common;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.ChangeTracking.Internal;
 using Microsoft.EntityFrameworkCore.Diagnostics;
+using Microsoft.EntityFrameworkCore.Infrastructure;
 using Npgsql;
 
 namespace RowLock.EntityFrameworkCore.Internal;
 
 /// <summary>
 /// Runs locking commands (recognized by the first line the generator writes): refuses them without a transaction, and for
-/// NOWAIT and timed locks executes the command itself and hands EF a reader that turns 55P03 (at ExecuteReader or at any
-/// later Read) into <see cref="LockNotAvailableException"/> after rolling back to RowLock's savepoint. No state is kept
-/// per command object: Npgsql hands the same command object out again for the next statement.
+/// NOWAIT and timed locks, or when the context already tracks entities, executes the command itself and hands EF a
+/// <see cref="LockingDataReader"/>. No state is kept per command object: Npgsql hands the same command object out again
+/// for the next statement.
 /// </summary>
-internal sealed class RowLockCommandInterceptor : DbCommandInterceptor
+internal sealed class RowLockCommandInterceptor(LockedRowShapes shapes) : DbCommandInterceptor
 {
-    public static readonly RowLockCommandInterceptor Instance = new();
-
     public override InterceptionResult<DbDataReader> ReaderExecuting(DbCommand command, CommandEventData eventData, InterceptionResult<DbDataReader> result)
     {
         if (!IsLocking(command, out var savepoint) || result.HasResult)
@@ -23,7 +23,8 @@ internal sealed class RowLockCommandInterceptor : DbCommandInterceptor
         }
 
         RequireTransaction(command);
-        if (!savepoint)
+        var refresher = Refresher(command, eventData.Context);
+        if (!savepoint && refresher is null)
         {
             return result;
         }
@@ -31,9 +32,9 @@ internal sealed class RowLockCommandInterceptor : DbCommandInterceptor
         var watch = new TrackedEntries(eventData.Context);
         try
         {
-            return InterceptionResult<DbDataReader>.SuppressWithResult(new LockingDataReader(command.ExecuteReader(), command, watch));
+            return InterceptionResult<DbDataReader>.SuppressWithResult(new LockingDataReader(command.ExecuteReader(), command, watch, savepoint, refresher));
         }
-        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable)
+        catch (PostgresException e) when (savepoint && e.SqlState == PostgresErrorCodes.LockNotAvailable)
         {
             throw LockingDataReader.Recover(command, watch, e);
         }
@@ -48,7 +49,8 @@ internal sealed class RowLockCommandInterceptor : DbCommandInterceptor
         }
 
         RequireTransaction(command);
-        if (!savepoint)
+        var refresher = Refresher(command, eventData.Context);
+        if (!savepoint && refresher is null)
         {
             return result;
         }
@@ -57,12 +59,24 @@ internal sealed class RowLockCommandInterceptor : DbCommandInterceptor
         try
         {
             var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-            return InterceptionResult<DbDataReader>.SuppressWithResult(new LockingDataReader(reader, command, watch));
+            return InterceptionResult<DbDataReader>.SuppressWithResult(new LockingDataReader(reader, command, watch, savepoint, refresher));
         }
-        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable)
+        catch (PostgresException e) when (savepoint && e.SqlState == PostgresErrorCodes.LockNotAvailable)
         {
             throw await LockingDataReader.RecoverAsync(command, watch, e).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>A refresher when the context already tracks entities the command may return; null when it tracks none.</summary>
+    private TrackedRowRefresher? Refresher(DbCommand command, DbContext? context)
+    {
+        if (context is null || shapes.Find(command.CommandText) is not { } shape)
+        {
+            return null;
+        }
+
+        var stateManager = context.GetService<IStateManager>();
+        return stateManager.Count == 0 ? null : new TrackedRowRefresher(context, stateManager, shape);
     }
 
     private static bool IsLocking(DbCommand command, out bool savepoint)

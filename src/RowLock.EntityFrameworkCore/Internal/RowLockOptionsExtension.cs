@@ -18,7 +18,8 @@ internal sealed class RowLockOptionsExtension : IDbContextOptionsExtension
     {
         services.Replace(ServiceDescriptor.Singleton<IQuerySqlGeneratorFactory, RowLockQuerySqlGeneratorFactory>());
         services.AddSingleton<IInterceptor>(RowLockQueryExpressionInterceptor.Instance);
-        services.AddSingleton<IInterceptor>(RowLockCommandInterceptor.Instance);
+        services.AddSingleton<LockedRowShapes>();
+        services.AddSingleton<IInterceptor>(provider => new RowLockCommandInterceptor(provider.GetRequiredService<LockedRowShapes>()));
     }
 
     public void Validate(IDbContextOptions options)

@@ -16,7 +16,8 @@ internal sealed class RowLockQuerySqlGenerator(
     QuerySqlGeneratorDependencies dependencies,
     IRelationalTypeMappingSource typeMappingSource,
     bool reverseNullOrderingEnabled,
-    Version postgresVersion)
+    Version postgresVersion,
+    LockedRowShapes shapes)
     : NpgsqlQuerySqlGenerator(dependencies, typeMappingSource, reverseNullOrderingEnabled, postgresVersion)
 {
     /// <summary>The first line of every locking command; the command interceptor recognizes locking commands by it.</summary>
@@ -26,6 +27,23 @@ internal sealed class RowLockQuerySqlGenerator(
 
     /// <summary>Present in commands whose SELECT runs inside RowLock's savepoint (NOWAIT and timed locks).</summary>
     public const string SavepointStatement = "SAVEPOINT " + Savepoint + ";";
+
+    private LockedRowShape? _shape;
+
+    private readonly HashSet<LeftJoinExpression> _innerJoins = new(ReferenceEqualityComparer.Instance);
+
+    public override IRelationalCommand GetCommand(Expression queryExpression)
+    {
+        _shape = null;
+        _innerJoins.Clear();
+        var command = base.GetCommand(queryExpression);
+        if (_shape is not null)
+        {
+            shapes.Add(command.CommandText, _shape);
+        }
+
+        return command;
+    }
 
     protected override void GenerateRootCommand(Expression queryExpression)
     {
@@ -41,7 +59,8 @@ internal sealed class RowLockQuerySqlGenerator(
                 "WithRowLock cannot lock a FromSql / FromSqlRaw query that is not composed: its SQL is sent as written. Write the locking clause in the SQL, or compose the query (e.g. add a Where).");
         }
 
-        var lockSql = LockingClause.Render(select, clause, Dependencies.SqlGenerationHelper);
+        var lockSql = LockingClause.Render(select, clause, Dependencies.SqlGenerationHelper, _innerJoins);
+        _shape = LockedRowShape.For(select);
         var timeout = clause.Timeout is { } t ? LockingClause.Milliseconds(t) : null;
         Sql.Append(Marker).Append(lockSql);
         if (timeout is not null)
@@ -74,6 +93,21 @@ internal sealed class RowLockQuerySqlGenerator(
         {
             Sql.AppendLine(";").Append("RELEASE SAVEPOINT ").Append(Savepoint);
         }
+    }
+
+    /// <summary>A self-join on the primary key (table splitting) in a locking query: INNER JOIN, the same rows, lockable.</summary>
+    protected override Expression VisitLeftJoin(LeftJoinExpression leftJoinExpression)
+    {
+        if (!_innerJoins.Contains(leftJoinExpression))
+        {
+            return base.VisitLeftJoin(leftJoinExpression);
+        }
+
+        Sql.Append("INNER JOIN ");
+        Visit(leftJoinExpression.Table);
+        Sql.Append(" ON ");
+        Visit(leftJoinExpression.JoinPredicate);
+        return leftJoinExpression;
     }
 
     protected override void GenerateTagsHeaderComment(ISet<string> tags)

@@ -8,8 +8,9 @@ namespace RowLock.EntityFrameworkCore.Internal;
 internal sealed class RowLockQuerySqlGeneratorFactory(
     QuerySqlGeneratorDependencies dependencies,
     IRelationalTypeMappingSource typeMappingSource,
-    INpgsqlSingletonOptions npgsqlSingletonOptions) : IQuerySqlGeneratorFactory
+    INpgsqlSingletonOptions npgsqlSingletonOptions,
+    LockedRowShapes shapes) : IQuerySqlGeneratorFactory
 {
     public QuerySqlGenerator Create() => new RowLockQuerySqlGenerator(
-        dependencies, typeMappingSource, npgsqlSingletonOptions.ReverseNullOrderingEnabled, npgsqlSingletonOptions.PostgresVersion);
+        dependencies, typeMappingSource, npgsqlSingletonOptions.ReverseNullOrderingEnabled, npgsqlSingletonOptions.PostgresVersion, shapes);
 }

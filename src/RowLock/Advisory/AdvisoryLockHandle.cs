@@ -26,8 +26,14 @@ public sealed class AdvisoryLockHandle : IAsyncDisposable
     /// <summary>Releases the lock of a handle nobody disposed.</summary>
     ~AdvisoryLockHandle() => _held.ReleaseAbandoned();
 
-    /// <summary>The lock's key.</summary>
+    /// <summary>
+    /// The lock's key: for a semaphore handle, the slot it holds (<c>(classId, slot)</c>); for a handle from
+    /// <c>AcquireAdvisoryLocksAsync</c>, the first of <see cref="Keys"/>.
+    /// </summary>
     public AdvisoryLockKey Key => _held.Key;
+
+    /// <summary>Every lock this handle holds, in the order they were taken (ascending key order for several; else just <see cref="Key"/>).</summary>
+    public IReadOnlyList<AdvisoryLockKey> Keys => _held.Keys;
 
     /// <summary>Exclusive or shared.</summary>
     public AdvisoryLockMode Mode => _held.Mode;

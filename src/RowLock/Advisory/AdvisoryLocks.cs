@@ -19,7 +19,7 @@ namespace RowLock;
 /// <see cref="Timeout.InfiniteTimeSpan"/> waits as long as it takes; a positive timeout waits at most that long (up to
 /// 24.8 days); a negative one is refused before anything is sent.
 /// </remarks>
-public sealed class AdvisoryLocks
+public sealed partial class AdvisoryLocks
 {
     private readonly NpgsqlDataSource _dataSource;
     private readonly ILogger _logger;
@@ -36,6 +36,15 @@ public sealed class AdvisoryLocks
         _logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger(AdvisoryLog.Category);
         _multiplexing = Multiplexes(dataSource.ConnectionString);
     }
+
+    /// <summary>
+    /// How long a session-lock acquire may wait before it logs one Warning (event <see cref="RowLockEventIds.LockWaitPassedThreshold"/>)
+    /// naming the session it waits behind and what that session is doing, while the wait goes on, and counts it in
+    /// <c>rowlock.lock.wait.long</c>. The check is one lock-wait snapshot on another connection of the data source, made
+    /// only when the threshold passes.
+    /// </summary>
+    /// <value>Default 5 seconds; <see cref="TimeSpan.Zero"/> or <see cref="Timeout.InfiniteTimeSpan"/> turns it off.</value>
+    public TimeSpan LockWaitWarningThreshold { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>
     /// Whether a connection string turns multiplexing on. The data-source extension methods build one of these per call,
@@ -222,7 +231,11 @@ public sealed class AdvisoryLocks
                 // it takes", overriding a lock_timeout the server, role or connection string sets). A session lock taken
                 // inside a transaction outlives its COMMIT (and its ROLLBACK).
                 inTransaction = true;
-                acquired = await WaitInTransactionAsync(connection, key, wait, mode, cancellationToken).ConfigureAwait(false);
+                using (LockWaitWatch.Start(_dataSource, connection.ProcessID, LockWaitWarningThreshold, _logger, "advisory"))
+                {
+                    acquired = await WaitInTransactionAsync(connection, key, wait, mode, cancellationToken).ConfigureAwait(false);
+                }
+
                 inTransaction = false;
             }
 
@@ -251,46 +264,15 @@ public sealed class AdvisoryLocks
         return null;
     }
 
-    /// <summary>
-    /// Waits at most <paramref name="timeout"/> (null: as long as it takes) in a transaction that bounds the wait with
-    /// SET LOCAL lock_timeout. When the timeout fires, PostgreSQL may have granted the lock at that very moment; a session
-    /// lock survives the ROLLBACK, so the rollback asks pg_locks (same round trip) whether this session holds it, and if
-    /// so the caller gets it.
-    /// </summary>
     private async Task<bool> WaitInTransactionAsync(NpgsqlConnection connection, AdvisoryLockKey key, TimeSpan? timeout, AdvisoryLockMode mode, CancellationToken cancellationToken)
     {
-        var batch = new NpgsqlBatch(connection)
+        var (acquired, grantedAtTimeout) = await SessionLockWait.WaitAsync(connection, key, timeout, mode, cancellationToken).ConfigureAwait(false);
+        if (grantedAtTimeout)
         {
-            BatchCommands =
-            {
-                new NpgsqlBatchCommand("BEGIN"),
-                new NpgsqlBatchCommand(timeout is { } t ? LockTimeout.SetLocal(t) : LockTimeout.SetLocalNone),
-                AdvisorySql.Call(AdvisorySql.WaitSession(mode), key),
-                new NpgsqlBatchCommand("COMMIT"),
-            },
-        };
-        await using (batch.ConfigureAwait(false))
-        {
-            try
-            {
-                await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-                return true;
-            }
-            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable)
-            {
-                var rollback = new NpgsqlBatch(connection) { BatchCommands = { new NpgsqlBatchCommand("ROLLBACK"), AdvisorySql.IsHeld(key, mode) } };
-                await using (rollback.ConfigureAwait(false))
-                {
-                    if ((bool)(await rollback.ExecuteScalarAsync(CancellationToken.None).ConfigureAwait(false))!)
-                    {
-                        AdvisoryLog.GrantedAtTimeout(_logger, key);
-                        return true;
-                    }
-                }
-
-                return false;
-            }
+            AdvisoryLog.GrantedAtTimeout(_logger, key);
         }
+
+        return acquired;
     }
 
     /// <summary>
@@ -303,7 +285,8 @@ public sealed class AdvisoryLocks
         {
             if (connection.State == System.Data.ConnectionState.Open)
             {
-                var cleanup = new NpgsqlCommand(inTransaction ? "ROLLBACK; SELECT pg_advisory_unlock_all()" : "SELECT pg_advisory_unlock_all()", connection);
+                // UNLISTEN: a semaphore waiter listens on its connection while it holds the turnstile.
+                var cleanup = new NpgsqlCommand(inTransaction ? "ROLLBACK; UNLISTEN *; SELECT pg_advisory_unlock_all()" : "UNLISTEN *; SELECT pg_advisory_unlock_all()", connection);
                 await using (cleanup.ConfigureAwait(false))
                 {
                     await cleanup.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);

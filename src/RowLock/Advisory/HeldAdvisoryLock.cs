@@ -14,6 +14,8 @@ internal sealed class HeldAdvisoryLock
     private readonly NpgsqlConnection _connection;
     private readonly NpgsqlTransaction? _transaction;
     private readonly ILogger _logger;
+    private readonly AdvisoryLockKey[]? _keys; // several locks on one session (AcquireAdvisoryLocksAsync), in the order taken
+    private readonly SemaphoreKey? _semaphore; // Key is a slot of this semaphore: its release wakes a waiter
     private CancellationTokenSource? _lost; // made by the first Watch(), with the monitor: an unwatched handle costs neither
     private CancellationTokenSource? _stopMonitor;
     private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -34,7 +36,17 @@ internal sealed class HeldAdvisoryLock
         _logger = logger;
     }
 
+    /// <summary>A session-held semaphore slot: released with <see cref="SemaphoreSql.Release"/>.</summary>
+    public HeldAdvisoryLock(NpgsqlDataSource dataSource, NpgsqlConnection connection, SemaphoreKey semaphore, int slot, ILogger logger)
+        : this(dataSource, connection, semaphore.SlotKey(slot), AdvisoryLockMode.Exclusive, logger, transaction: null) => _semaphore = semaphore;
+
+    /// <summary>Several session-held locks, taken in the order of <paramref name="keys"/> (at least one).</summary>
+    public HeldAdvisoryLock(NpgsqlDataSource dataSource, NpgsqlConnection connection, AdvisoryLockKey[] keys, AdvisoryLockMode mode, ILogger logger)
+        : this(dataSource, connection, keys[0], mode, logger, transaction: null) => _keys = keys.Length > 1 ? keys : null;
+
     public AdvisoryLockKey Key { get; }
+
+    public IReadOnlyList<AdvisoryLockKey> Keys => _keys ?? [Key];
 
     public AdvisoryLockMode Mode { get; }
 
@@ -155,6 +167,18 @@ internal sealed class HeldAdvisoryLock
                 await _transaction.RollbackAsync(CancellationToken.None).ConfigureAwait(false);
                 released = true;
             }
+            else if (_semaphore is { } semaphore)
+            {
+                var command = SemaphoreSql.Command(SemaphoreSql.Release, semaphore, Key.Key2, _connection, transaction: null);
+                await using (command.ConfigureAwait(false))
+                {
+                    released = (bool)(await command.ExecuteScalarAsync(CancellationToken.None).ConfigureAwait(false))!;
+                }
+            }
+            else if (_keys is { } keys)
+            {
+                released = await UnlockAllAsync(keys).ConfigureAwait(false);
+            }
             else
             {
                 var command = AdvisorySql.Command(AdvisorySql.Unlock(Mode), Key, _connection, transaction: null);
@@ -188,6 +212,34 @@ internal sealed class HeldAdvisoryLock
 
     /// <summary>How long one wait of the monitor lasts when the connection string has no KeepAlive (see <see cref="MonitorAsync"/>).</summary>
     internal const int WaitSliceMilliseconds = 1000;
+    /// <summary>Unlocks several locks in the reverse of the order they were taken, in one round trip; true when all were held.</summary>
+    private async Task<bool> UnlockAllAsync(AdvisoryLockKey[] keys)
+    {
+        var batch = new NpgsqlBatch(_connection);
+        await using (batch.ConfigureAwait(false))
+        {
+            for (var i = keys.Length - 1; i >= 0; i--)
+            {
+                batch.BatchCommands.Add(AdvisorySql.Call(AdvisorySql.Unlock(Mode), keys[i]));
+            }
+
+            var all = true;
+            var reader = await batch.ExecuteReaderAsync(CancellationToken.None).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                do
+                {
+                    while (await reader.ReadAsync(CancellationToken.None).ConfigureAwait(false))
+                    {
+                        all &= reader.GetBoolean(0);
+                    }
+                }
+                while (await reader.NextResultAsync(CancellationToken.None).ConfigureAwait(false));
+            }
+
+            return all;
+        }
+    }
 
     /// <summary>
     /// Waits on the idle connection for anything the server sends. A terminated backend sends a FATAL error and closes

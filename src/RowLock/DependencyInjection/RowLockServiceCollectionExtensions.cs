@@ -4,6 +4,7 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using RowLock.Internal;
 
 namespace RowLock;
 
@@ -15,7 +16,9 @@ public static class RowLockServiceCollectionExtensions
     /// container (e.g. from <c>AddNpgsqlDataSource</c>), with <see cref="TransactionRunnerOptions"/> configured through the
     /// options pattern, and <see cref="AdvisoryLocks"/> as a singleton on the same data source. Both log through the
     /// container's <see cref="ILoggerFactory"/> (categories <c>RowLock.TransactionRunner</c> and <c>RowLock.AdvisoryLocks</c>);
-    /// nothing is stored outside the container, so disposing one container never affects another.
+    /// nothing is stored outside the container, so disposing one container never affects another. The options are
+    /// validated when the host starts (<c>ValidateOnStart</c>): an out-of-range retry option fails the start with an
+    /// <see cref="OptionsValidationException"/> that carries Polly's message.
     /// </summary>
     /// <param name="services">The service collection.</param>
     /// <param name="configure">Sets isolation level and retry policy; null keeps the defaults.</param>
@@ -38,7 +41,9 @@ public static class RowLockServiceCollectionExtensions
     /// <c>{ "RowLock": { "IsolationLevel": "RepeatableRead", "Retry": { "MaxRetryAttempts": 5, "Delay": "00:00:00.020", "MaxDelay": "00:00:02" } } }</c>.
     /// Keys: <c>IsolationLevel</c>; under <c>Retry</c> every plain property of <see cref="RowLockRetryStrategyOptions"/>
     /// (<c>MaxRetryAttempts</c>, <c>Delay</c>, <c>MaxDelay</c>, <c>BackoffType</c>, <c>UseJitter</c>, <c>RetryOnConnectionLoss</c>,
-    /// <c>RetryOnLockNotAvailable</c>). Values are validated when the runner is built (Polly's validation).
+    /// <c>RetryOnLockNotAvailable</c>). A key that names no option (a misspelling) is an error, not ignored
+    /// (<see cref="BinderOptions.ErrorOnUnknownConfiguration"/>), and values are validated when the host starts
+    /// (<c>ValidateOnStart</c>, Polly's range checks): both fail the start, or the first resolution of the runner without a host.
     /// </summary>
     /// <param name="services">The service collection.</param>
     /// <param name="configuration">The section holding the runner options.</param>
@@ -48,7 +53,7 @@ public static class RowLockServiceCollectionExtensions
     {
         ArgumentNullException.ThrowIfNull(services);
         ArgumentNullException.ThrowIfNull(configuration);
-        var options = services.AddOptions<TransactionRunnerOptions>().Bind(configuration);
+        var options = services.AddOptions<TransactionRunnerOptions>().Bind(configuration, binder => binder.ErrorOnUnknownConfiguration = true);
         if (configure is not null)
         {
             options.Configure(configure);
@@ -59,6 +64,8 @@ public static class RowLockServiceCollectionExtensions
 
     private static IServiceCollection AddRunner(IServiceCollection services)
     {
+        services.AddOptions<TransactionRunnerOptions>().ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<TransactionRunnerOptions>, TransactionRunnerOptionsValidator>());
         services.TryAddSingleton(provider => new TransactionRunner(
             RequireDataSource(provider),
             provider.GetRequiredService<IOptions<TransactionRunnerOptions>>().Value,

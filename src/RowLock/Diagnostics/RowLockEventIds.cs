@@ -45,6 +45,13 @@ public static class RowLockEventIds
     /// <summary>202, Error: the connection was lost while COMMIT was in flight, so the outcome is unknown; carries the exception.</summary>
     public const int UnitOfWorkCommitOutcomeUnknown = 202;
 
+    /// <summary>
+    /// 300, Warning: a lock wait passed its warning threshold (default 5 s) and was still going on: names the waiting pid,
+    /// what it waits for, the session blocking it and what that session is doing, from one lock-wait snapshot. Logged by
+    /// <see cref="AdvisoryLocks"/> (category <c>RowLock.AdvisoryLocks</c>) and <see cref="TransactionRunner"/>.
+    /// </summary>
+    public const int LockWaitPassedThreshold = 300;
+
     /// <summary>203, Debug: the exception behind a <see cref="UnitOfWorkRetrying"/> event, with its stack trace.</summary>
     public const int UnitOfWorkRetryDetail = 203;
 }

@@ -14,10 +14,13 @@ internal static class RowLockHistograms
     public const string OutcomeTag = "rowlock.lock.outcome";
     public const string OperationTag = "rowlock.operation";
 
-    /// <summary>Explicit buckets suited to lock waits and short units of work: 1 ms to 30 s.</summary>
-    private static readonly InstrumentAdvice<double> DurationAdvice = new()
+    /// <summary>
+    /// Explicit buckets suited to lock waits and units of work: 1 ms to 10 minutes. OpenTelemetry's default buckets
+    /// (and Npgsql's) stop at 10 s, where a lock incident only begins.
+    /// </summary>
+    internal static readonly InstrumentAdvice<double> DurationAdvice = new()
     {
-        HistogramBucketBoundaries = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+        HistogramBucketBoundaries = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
     };
 
     /// <summary><c>rowlock.lock.wait.duration</c>: the client-side time of a locking statement, tagged kind (row / advisory) and outcome.</summary>
@@ -43,7 +46,8 @@ internal static class RowLockHistograms
             LockWait.Record(
                 Stopwatch.GetElapsedTime(start).TotalSeconds,
                 new KeyValuePair<string, object?>(KindTag, kind),
-                new KeyValuePair<string, object?>(OutcomeTag, outcome));
+                new KeyValuePair<string, object?>(OutcomeTag, outcome),
+                RowLockTelemetry.DbSystem);
         }
     }
 
@@ -60,24 +64,33 @@ internal static class RowLockHistograms
         }
     }
 
-    /// <summary>Records one <c>RunAsync</c>; outcome is <c>committed</c>, <c>failed</c>, <c>exhausted</c>, <c>unknown</c> or <c>canceled</c>.</summary>
-    public static void RecordUnitOfWork(long start, string outcome, string? operationName)
+    /// <summary>
+    /// Records one <c>RunAsync</c>; outcome is <c>committed</c>, <c>failed</c>, <c>exhausted</c>, <c>unknown</c> or
+    /// <c>canceled</c>; a failure adds <c>error.type</c> and, when there is one, the SQLSTATE in <c>db.response.status_code</c>.
+    /// </summary>
+    public static void RecordUnitOfWork(long start, string outcome, string? operationName, Exception? failure = null)
     {
         if (!UnitOfWork.Enabled)
         {
             return;
         }
 
-        var elapsed = Stopwatch.GetElapsedTime(start).TotalSeconds;
-        var outcomeTag = new KeyValuePair<string, object?>("rowlock.unit_of_work.outcome", outcome);
-        if (operationName is null)
+        var tags = new TagList
         {
-            UnitOfWork.Record(elapsed, outcomeTag);
-        }
-        else
+            new KeyValuePair<string, object?>("rowlock.unit_of_work.outcome", outcome),
+            RowLockTelemetry.DbSystem,
+        };
+        if (operationName is not null)
         {
-            UnitOfWork.Record(elapsed, outcomeTag, new KeyValuePair<string, object?>(OperationTag, operationName));
+            tags.Add(OperationTag, operationName);
         }
+
+        if (failure is not null && outcome != "canceled")
+        {
+            RowLockTelemetry.AddErrorTags(ref tags, failure is RetryLimitExceededException { InnerException: { } last } ? last : failure);
+        }
+
+        UnitOfWork.Record(Stopwatch.GetElapsedTime(start).TotalSeconds, tags);
     }
 
     /// <summary>The outcome tag for a lock statement that threw.</summary>

@@ -22,22 +22,32 @@ public static class FinalWriteTransactionExtensions
     /// </summary>
     /// <param name="transaction">The transaction the runner gave the work.</param>
     /// <param name="sql">One statement (e.g. an UPDATE), without a trailing ';' and without transaction control. Use Dapper parameters (<c>@id</c>) for values.</param>
-    /// <param name="param">Dapper parameters, or null. Read now: changing the object afterwards changes nothing. A list of
-    /// parameter objects defers the statement once per element, as Dapper's <c>Execute</c> runs it once per element.</param>
-    /// <exception cref="ArgumentException">The SQL is empty, holds more than one statement, or controls the transaction
-    /// (BEGIN, COMMIT, ROLLBACK, SAVEPOINT, ...), or is a COPY. Nothing was queued.</exception>
+    /// <param name="param">Dapper parameters, or null. Read now, values included (arrays, lists, dictionaries are copied): changing
+    /// the object afterwards changes nothing. A list of parameter objects defers the statement once per element, as Dapper's
+    /// <c>Execute</c> runs it once per element. Output parameters are refused: nothing reads a deferred write's results.</param>
+    /// <param name="expectedRows">When set, the number of rows the write must affect (each execution, for a list of parameter
+    /// objects); the server checks it before COMMIT, and on a mismatch skips COMMIT and the runner throws
+    /// <see cref="UnexpectedRowCountException"/> (retried only with <see cref="RowLockRetryStrategyOptions.RetryOnUnexpectedRowCount"/>).
+    /// Only for an INSERT, UPDATE or DELETE. Null (the default) checks nothing.</param>
+    /// <exception cref="ArgumentException">The SQL is empty, holds more than one statement, controls the transaction
+    /// (BEGIN, COMMIT, ROLLBACK, SAVEPOINT, ...), is a COPY, or has no whitespace (Dapper would call it as a stored procedure);
+    /// a parameter is an output parameter; or <paramref name="expectedRows"/> is given for a statement other than INSERT,
+    /// UPDATE or DELETE. Nothing was queued.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="expectedRows"/> is negative.</exception>
     /// <exception cref="InvalidOperationException">The transaction is not one a <see cref="TransactionRunner"/> is running a
-    /// unit of work on (commit it yourself with <see cref="ExecuteAndCommitAsync"/>), or the work has already returned.</exception>
-    public static void DeferUntilCommit(this NpgsqlTransaction transaction, string sql, object? param = null)
+    /// unit of work on, or the call does not come from that work (commit a transaction of your own with
+    /// <see cref="ExecuteAndCommitAsync"/>); or the attempt the call belongs to has ended or is committing (a task the work did
+    /// not await): such a write is never sent with a later attempt's or another unit of work's COMMIT.</exception>
+    public static void DeferUntilCommit(this NpgsqlTransaction transaction, string sql, object? param = null, int? expectedRows = null)
     {
         ArgumentNullException.ThrowIfNull(transaction);
         SqlText.ValidateWrite(sql, nameof(sql));
-        var writes = DeferredWrites.For(transaction) ?? throw new InvalidOperationException(
-            "DeferUntilCommit works on the transaction a TransactionRunner gives its unit of work: the runner sends deferred writes with its COMMIT. "
-            + "On a transaction you commit yourself, send the last write with ExecuteAndCommitAsync.");
+        var writes = DeferredWrites.ForDeferral(transaction);
         var connection = TransactionGuard.RequireActive(transaction, nameof(transaction));
         SqlText.ValidateForSession(sql, nameof(sql), connection);
-        writes.Add(sql, param);
+        var recorded = new List<DeferredWrite>(1);
+        DapperBatchCommands.Record(recorded, sql, param, expectedRows, nameof(sql));
+        writes.Add(recorded);
     }
 
     /// <summary>
@@ -46,15 +56,18 @@ public static class FinalWriteTransactionExtensions
     /// </summary>
     /// <param name="transaction">An open transaction the caller began and would otherwise commit.</param>
     /// <param name="sql">One statement (e.g. an UPDATE), without a trailing ';' and without transaction control. Use Dapper parameters (<c>@id</c>) for values.</param>
-    /// <param name="param">Dapper parameters, or null.</param>
+    /// <param name="param">Dapper parameters, or null. Output parameters are refused.</param>
     /// <param name="cancellationToken">Observed before anything is sent. Once the write and COMMIT are sent they are not
     /// cancelled: a cancelled COMMIT would leave its outcome unknown on purpose.</param>
     /// <returns>The number of rows the write affected (from a list of parameter objects: the sum).</returns>
-    /// <exception cref="ArgumentException">The SQL is empty, holds more than one statement, controls the transaction, or is a COPY. Nothing was sent.</exception>
+    /// <exception cref="ArgumentException">The SQL is empty, holds more than one statement, controls the transaction, is a COPY or
+    /// has no whitespace (Dapper would call it as a stored procedure); or a parameter is an output parameter. Nothing was sent.</exception>
     /// <exception cref="InvalidOperationException">The transaction is completed, or is a <see cref="TransactionRunner"/>'s (the runner commits it;
     /// use <see cref="DeferUntilCommit"/>). Nothing was sent.</exception>
     /// <exception cref="PostgresException">The write or COMMIT failed (e.g. 40001, 23505): nothing was committed. After a failed write
     /// PostgreSQL did not run COMMIT and the transaction is aborted: roll it back (disposing it does).</exception>
+    /// <exception cref="NpgsqlException">Npgsql refused the batch before sending anything (e.g. more than 65,535 parameters in one
+    /// statement): nothing was sent, and the transaction is still open.</exception>
     /// <exception cref="CommitOutcomeUnknownException">The connection was lost with the round trip in flight: the transaction may or may not have committed.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled before anything was sent.</exception>
     public static async Task<int> ExecuteAndCommitAsync(this NpgsqlTransaction transaction, string sql, object? param = null,
@@ -63,17 +76,17 @@ public static class FinalWriteTransactionExtensions
         ArgumentNullException.ThrowIfNull(transaction);
         SqlText.ValidateWrite(sql, nameof(sql));
         var connection = TransactionGuard.RequireActive(transaction, nameof(transaction));
-        if (DeferredWrites.For(transaction) is not null)
+        if (DeferredWrites.IsRunnerTransaction(transaction))
         {
             throw new InvalidOperationException(
                 "This transaction belongs to a TransactionRunner, which commits it when the work returns. Hand the write to the runner with DeferUntilCommit.");
         }
 
         SqlText.ValidateForSession(sql, nameof(sql), connection);
-        var commands = new List<NpgsqlBatchCommand>();
-        DapperBatchCommands.Record(commands, sql, param);
+        var writes = new List<DeferredWrite>(1);
+        DapperBatchCommands.Record(writes, sql, param, expectedRows: null, nameof(sql));
         cancellationToken.ThrowIfCancellationRequested();
-        var batch = new CommitBatch(connection, transaction, commands, marker: null);
+        var batch = new CommitBatch(connection, transaction, writes, checkRunnerSavepoint: false);
         await using (batch.ConfigureAwait(false))
         {
             return await batch.ExecuteAsync().ConfigureAwait(false);

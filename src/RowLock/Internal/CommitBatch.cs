@@ -12,27 +12,31 @@ namespace RowLock.Internal;
 /// </summary>
 internal sealed class CommitBatch : IAsyncDisposable
 {
-    /// <summary>1 when the transaction carries this attempt's marker; otherwise 1/0 fails (22012), so COMMIT never runs.
-    /// <c>current_setting</c> is stable, not immutable, so the planner cannot fold the division into an error up front.</summary>
-    private const string CheckSql = "SELECT 1 / coalesce((pg_catalog.current_setting('rowlock.unit_of_work', true) = $1)::int, 0)";
+    /// <summary>Succeeds only in the transaction the runner began, which holds its savepoint; in another one (the work
+    /// ended the runner's and began a new one) it fails with 3B001, so COMMIT never runs. Placed after the deferred writes:
+    /// they then run in the same subtransaction as the work, so a row the work locked and a deferred write updates keeps one
+    /// locker (no multixact).</summary>
+    private const string CheckSql = "RELEASE SAVEPOINT " + UnitOfWorkAttempt.SavepointName;
 
+    private readonly NpgsqlTransaction _transaction;
     private readonly NpgsqlBatch _batch;
-    private readonly IReadOnlyList<NpgsqlBatchCommand> _writes;
+    private readonly IReadOnlyList<DeferredWrite> _writes;
     private readonly NpgsqlBatchCommand? _check;
     private readonly NpgsqlBatchCommand _commit = new("COMMIT");
 
-    public CommitBatch(NpgsqlConnection connection, NpgsqlTransaction transaction, IReadOnlyList<NpgsqlBatchCommand> writes, string? marker)
+    public CommitBatch(NpgsqlConnection connection, NpgsqlTransaction transaction, IReadOnlyList<DeferredWrite> writes, bool checkRunnerSavepoint)
     {
+        _transaction = transaction;
         _batch = new NpgsqlBatch(connection, transaction);
         _writes = writes;
         foreach (var write in writes)
         {
-            _batch.BatchCommands.Add(write);
+            _batch.BatchCommands.Add(write.Command);
         }
 
-        if (marker is not null)
+        if (checkRunnerSavepoint)
         {
-            _check = new NpgsqlBatchCommand(CheckSql) { Parameters = { new NpgsqlParameter { Value = marker } } };
+            _check = new NpgsqlBatchCommand(CheckSql);
             _batch.BatchCommands.Add(_check);
         }
 
@@ -43,6 +47,9 @@ internal sealed class CommitBatch : IAsyncDisposable
     /// <returns>The rows the deferred writes affected, summed.</returns>
     /// <exception cref="PostgresException">Nothing was committed: a statement before COMMIT failed (see <see cref="FailedBeforeCommit"/>),
     /// or COMMIT itself was refused with an ordinary error (40001 under SERIALIZABLE, a deferred constraint).</exception>
+    /// <exception cref="UnexpectedRowCountException">A write given expectedRows affected another number of rows; the server skipped COMMIT.</exception>
+    /// <exception cref="NpgsqlException">Npgsql refused the batch before sending it (more than 65,535 parameters, ...): nothing was
+    /// sent, and the transaction is still open.</exception>
     /// <exception cref="CommitOutcomeUnknownException">The connection was lost once COMMIT may have run.</exception>
     public async Task<int> ExecuteAsync()
     {
@@ -54,6 +61,17 @@ internal sealed class CommitBatch : IAsyncDisposable
         }
         catch (PostgresException e) when (FailedBeforeCommit() || !RowLockPredicates.IsConnectionLoss(e))
         {
+            if (FailedWrite() is { } write && RowCountCheck.Mismatch(e, write) is { } mismatch)
+            {
+                throw mismatch;
+            }
+
+            throw;
+        }
+        catch (NpgsqlException e) when (e is not PostgresException && NothingSent())
+        {
+            // Npgsql checks a batch (parameter count, ...) before writing any of it, and a failure while writing or reading
+            // breaks the connection: an unbroken connection still in the transaction never got the COMMIT.
             throw;
         }
         catch (Exception e) when (e is NpgsqlException or IOException)
@@ -64,7 +82,8 @@ internal sealed class CommitBatch : IAsyncDisposable
         var rows = 0;
         foreach (var write in _writes)
         {
-            rows += Math.Max(0, write.RecordsAffected);
+            // A counted write returns one row of its own; it affected what it had to, or the server would have failed it.
+            rows += write.ExpectedRows ?? Math.Max(0, write.Command.RecordsAffected);
         }
 
         return rows;
@@ -83,8 +102,43 @@ internal sealed class CommitBatch : IAsyncDisposable
     }
 
     /// <summary>After a server error: did the runner's check fail (every deferred write completed, the check did not)?
-    /// With 22012, the transaction is not the one the runner began.</summary>
-    public bool CheckFailed() => _check is not null && !Completed(_check) && _writes.All(Completed);
+    /// With 3B001, the transaction is not the one the runner began.</summary>
+    public bool CheckFailed() => _check is not null && !Completed(_check) && _writes.All(w => Completed(w.Command));
+
+    /// <summary>After a server error: the first write that did not complete, if a write failed.</summary>
+    private DeferredWrite? FailedWrite()
+    {
+        foreach (var write in _writes)
+        {
+            if (!Completed(write.Command))
+            {
+                return write;
+            }
+        }
+
+        return null;
+    }
+
+    private bool NothingSent()
+    {
+        var connection = _batch.Connection;
+        if (connection is null || connection.FullState.HasFlag(System.Data.ConnectionState.Broken) || connection.State != System.Data.ConnectionState.Open
+            || TransactionGuard.IsCompleted(_transaction))
+        {
+            return false;
+        }
+
+        var commands = _batch.BatchCommands;
+        for (var i = 0; i < commands.Count; i++)
+        {
+            if (Completed(commands[i]))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
 
     private static bool Completed(NpgsqlBatchCommand command) => command.StatementType != StatementType.Unknown;
 

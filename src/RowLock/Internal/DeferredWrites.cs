@@ -4,63 +4,92 @@ using Npgsql;
 namespace RowLock.Internal;
 
 /// <summary>
-/// The writes a unit of work handed to the runner with <see cref="FinalWriteTransactionExtensions.DeferUntilCommit"/>:
+/// The writes one attempt of a unit of work handed to the runner with <see cref="FinalWriteTransactionExtensions.DeferUntilCommit"/>:
 /// they are sent, in order, in the commit round trip before the commit check and COMMIT.
 /// </summary>
 /// <remarks>
-/// Found through the attempt's transaction. The entry exists only while the attempt runs: Npgsql reuses transaction
-/// objects on a physical connection, so the attempt removes it when it ends, and a later transaction on the same
-/// connection never sees this attempt's writes.
+/// <para>Bound to the attempt, not to the transaction object: Npgsql hands the same <see cref="NpgsqlTransaction"/> to
+/// the next transaction on the same physical connection (attempt 2 of a retry, another unit of work). A deferral finds
+/// its queue through the attempt the calling code runs in (<see cref="UnitOfWorkRetrier.CurrentAttempt"/>, which flows
+/// into tasks the work starts), and is refused once that attempt's commit has begun, so a late deferral is never sent
+/// with another transaction's COMMIT.</para>
+/// <para>The transaction object is also registered while the attempt runs, so that <c>ExecuteAndCommitAsync</c> can refuse
+/// to commit a transaction a runner owns.</para>
 /// </remarks>
 internal sealed class DeferredWrites
 {
-    private static readonly ConditionalWeakTable<NpgsqlTransaction, DeferredWrites> Attempts = new();
+    private static readonly ConditionalWeakTable<NpgsqlTransaction, DeferredWrites> Running = new();
 
-    private readonly List<NpgsqlBatchCommand> _commands = [];
+    private readonly List<DeferredWrite> _writes = [];
     private bool _sealed;
 
-    public IReadOnlyList<NpgsqlBatchCommand> Commands => _commands;
+    private DeferredWrites(NpgsqlTransaction transaction) => Transaction = transaction;
 
-    /// <summary>Opens the queue for the attempt running on <paramref name="transaction"/>.</summary>
+    /// <summary>The transaction of the attempt; compared by reference with the one a deferral names.</summary>
+    public NpgsqlTransaction Transaction { get; }
+
+    public IReadOnlyList<DeferredWrite> Writes => _writes;
+
+    /// <summary>Opens the queue of the attempt running on <paramref name="transaction"/> and binds it to that attempt.</summary>
     public static DeferredWrites Begin(NpgsqlTransaction transaction)
     {
-        var writes = new DeferredWrites();
-        Attempts.AddOrUpdate(transaction, writes);
+        var writes = new DeferredWrites(transaction);
+        if (UnitOfWorkRetrier.CurrentAttempt is { } attempt)
+        {
+            attempt.Writes = writes;
+        }
+
+        Running.AddOrUpdate(transaction, writes);
         return writes;
     }
 
     /// <summary>Closes the attempt's queue; the transaction object may be reused for another transaction after this.</summary>
-    public static void End(NpgsqlTransaction transaction, DeferredWrites writes)
+    public static void End(DeferredWrites writes)
     {
         writes.Seal();
-        if (Attempts.TryGetValue(transaction, out var current) && ReferenceEquals(current, writes))
+        if (Running.TryGetValue(writes.Transaction, out var current) && ReferenceEquals(current, writes))
         {
-            Attempts.Remove(transaction);
+            Running.Remove(writes.Transaction);
         }
     }
 
-    public static DeferredWrites? For(NpgsqlTransaction transaction) => Attempts.TryGetValue(transaction, out var writes) ? writes : null;
+    /// <summary>Is <paramref name="transaction"/> the transaction of a unit-of-work attempt that is running now?</summary>
+    public static bool IsRunnerTransaction(NpgsqlTransaction transaction) => Running.TryGetValue(transaction, out _);
 
-    /// <summary>Queues one write; Dapper prepares its parameters now, so later changes to <paramref name="param"/> do not matter.</summary>
-    /// <remarks>A deferral may race the commit (a task the work started and did not await): the write is recorded
-    /// aside, then queued under the lock only if the queue is still open, so it is either sent or refused, never dropped
-    /// after its call returned.</remarks>
-    public void Add(string sql, object? param)
+    /// <summary>
+    /// The queue a deferral on <paramref name="transaction"/> goes to: the calling code's attempt's, when that attempt runs
+    /// on this transaction and its commit has not begun. Otherwise a clear <see cref="InvalidOperationException"/>.
+    /// </summary>
+    public static DeferredWrites ForDeferral(NpgsqlTransaction transaction)
     {
-        ThrowIfSealed();
-        var recorded = new List<NpgsqlBatchCommand>();
-        DapperBatchCommands.Record(recorded, sql, param);
-        lock (_commands)
+        var writes = UnitOfWorkRetrier.CurrentAttempt?.Writes;
+        if (writes is null || !ReferenceEquals(writes.Transaction, transaction))
+        {
+            throw new InvalidOperationException(
+                "DeferUntilCommit works on the transaction a TransactionRunner gives its unit of work, called from that work: the runner sends deferred writes with its COMMIT. "
+                + "On a transaction you commit yourself, send the last write with ExecuteAndCommitAsync.");
+        }
+
+        writes.ThrowIfSealed();
+        return writes;
+    }
+
+    /// <summary>Queues the commands recorded for one deferral; refused (never dropped) once the commit has begun.</summary>
+    /// <remarks>A deferral may race the commit (a task the work started and did not await): the write was recorded aside,
+    /// and is queued under the lock only if the queue is still open, so it is either sent or refused.</remarks>
+    public void Add(List<DeferredWrite> recorded)
+    {
+        lock (_writes)
         {
             ThrowIfSealed();
-            _commands.AddRange(recorded);
+            _writes.AddRange(recorded);
         }
     }
 
     /// <summary>No write may be added once the commit batch is being built.</summary>
     public void Seal()
     {
-        lock (_commands)
+        lock (_writes)
         {
             _sealed = true;
         }
@@ -71,7 +100,8 @@ internal sealed class DeferredWrites
         if (Volatile.Read(ref _sealed))
         {
             throw new InvalidOperationException(
-                "The unit of work has already returned and its commit has begun; a write deferred now would never be sent. Defer writes from inside the work, before it returns.");
+                "The attempt of the unit of work this deferral belongs to has ended or its commit has begun, so the write would never be sent with it " +
+                "(and must not be sent with a later attempt's or another unit of work's COMMIT). Defer writes from inside the work, before it returns: await every task that defers.");
         }
     }
 }

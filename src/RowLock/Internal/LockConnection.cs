@@ -10,7 +10,7 @@ internal static class LockConnection
     /// Runs <paramref name="release"/> (unlock, roll back). If it fails, makes sure the connection is closed instead of
     /// pooled when it is disposed (see <see cref="DiscardAsync"/>). Returns the failure, or null.
     /// </summary>
-    public static async Task<Exception?> ReleaseOrDiscardAsync(NpgsqlDataSource dataSource, NpgsqlConnection connection, Func<Task> release)
+    public static async Task<Exception?> ReleaseOrDiscardAsync(NpgsqlDataSource? dataSource, NpgsqlConnection connection, Func<Task> release)
     {
         try
         {
@@ -35,7 +35,7 @@ internal static class LockConnection
     /// connection (<c>NpgsqlConnection.ClearPool</c> does nothing for a data source's connections), and a cleared pool
     /// closes every connection that was open at the time when it comes back, this one included.
     /// </summary>
-    public static async Task DiscardAsync(NpgsqlDataSource dataSource, NpgsqlConnection connection)
+    public static async Task DiscardAsync(NpgsqlDataSource? dataSource, NpgsqlConnection connection)
     {
         if (connection.FullState == ConnectionState.Open)
         {
@@ -55,7 +55,15 @@ internal static class LockConnection
 
         if (connection.FullState == ConnectionState.Open)
         {
-            dataSource.Clear();
+            // Without the data source (a connection cloned from the caller's), clear the pool the connection belongs to.
+            if (dataSource is not null)
+            {
+                dataSource.Clear();
+            }
+            else
+            {
+                NpgsqlConnection.ClearPool(connection);
+            }
         }
     }
 }

@@ -22,6 +22,26 @@ public static class RowLockPredicates
     public static bool IsLockNotAvailable(Exception? exception) => FindSqlState(exception) == PostgresErrorCodes.LockNotAvailable;
 
     /// <summary>
+    /// A write given <c>expectedRows</c> affected another number of rows (<see cref="UnexpectedRowCountException"/>), so the
+    /// server skipped COMMIT. Safe to retry the whole unit of work, which reads the rows again.
+    /// </summary>
+    public static bool IsUnexpectedRowCount(Exception? exception)
+    {
+        for (var e = exception; e is not null; e = e.InnerException)
+        {
+            switch (e)
+            {
+                case UnexpectedRowCountException:
+                    return true;
+                case AggregateException aggregate when aggregate.InnerExceptions.Count == 1:
+                    return IsUnexpectedRowCount(aggregate.InnerExceptions[0]);
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>
     /// The session ended or could not be had: a network error, class 08, or any server error that ends the session
     /// (severity FATAL or PANIC, e.g. terminated backend 57P01, shutdown 57P02, starting up 57P03, idle-session timeout
     /// 57P05, idle-in-transaction timeout 25P03, too many connections 53300). Safe to retry on a new connection when it

@@ -40,9 +40,18 @@ public class RowLockRetryStrategyOptions : RetryStrategyOptions
     /// <value>The default is true.</value>
     public bool RetryOnConnectionLoss { get; set; } = true;
 
+    /// <summary>
+    /// Also retry <see cref="UnexpectedRowCountException"/>: a deferred write given <c>expectedRows</c> (an optimistic version
+    /// check) affected another number of rows because another writer won; the whole unit of work runs again and reads
+    /// the new version. Off by default: a mismatch may also be a bug that no retry cures.
+    /// </summary>
+    /// <value>The default is false.</value>
+    public bool RetryOnUnexpectedRowCount { get; set; }
+
     /// <summary>The default decision: what <see cref="RowLockPredicates"/> calls retryable under these options.</summary>
     public bool ShouldRetry(Exception exception) =>
-        RowLockPredicates.IsRetryable(exception, RetryOnLockNotAvailable, RetryOnConnectionLoss);
+        RowLockPredicates.IsRetryable(exception, RetryOnLockNotAvailable, RetryOnConnectionLoss)
+        || (RetryOnUnexpectedRowCount && exception is not OperationCanceledException && RowLockPredicates.IsUnexpectedRowCount(exception));
 
     /// <summary>
     /// A copy of every property, this class's and Polly's (including any Polly adds later), that no later change to

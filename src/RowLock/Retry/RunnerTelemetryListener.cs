@@ -21,17 +21,8 @@ internal sealed class RunnerTelemetryListener(ILogger logger) : TelemetryListene
         switch (args.Event.EventName)
         {
             case ExecutionAttemptEvent when args.Arguments is ExecutionAttemptArguments attempt:
-                var run = args.Context.Properties.TryGetValue(UnitOfWorkRun.Key, out var r) ? r : null;
-                if (run?.OperationName is { } name)
-                {
-                    RowLockTelemetry.Attempts.Add(1, new KeyValuePair<string, object?>(RowLockHistograms.OperationTag, name));
-                }
-                else
-                {
-                    RowLockTelemetry.Attempts.Add(1);
-                }
-
-                if (run is not null)
+                // Attempts are not counted: retries + units of work (the duration histogram's count) give them.
+                if (args.Context.Properties.TryGetValue(UnitOfWorkRun.Key, out var run))
                 {
                     run.Attempts++;
                     run.LastOutcomeRetryable = attempt.Handled;
@@ -50,20 +41,22 @@ internal sealed class RunnerTelemetryListener(ILogger logger) : TelemetryListene
         var connectionLost = RowLockPredicates.IsConnectionLoss(exception);
         var sqlState = RowLockPredicates.FindSqlState(exception) ?? RowLockPredicates.ConnectionLostState;
         RunnerLog.Retrying(logger, attempt, sqlState, delay, connectionLost, exception);
-        var status = new KeyValuePair<string, object?>("db.response.status_code", sqlState);
-        if (operationName is null)
+        if (RowLockTelemetry.Retries.Enabled)
         {
-            RowLockTelemetry.Retries.Add(1, status);
-        }
-        else
-        {
-            RowLockTelemetry.Retries.Add(1, status, new KeyValuePair<string, object?>(RowLockHistograms.OperationTag, operationName));
+            var tags = new TagList { RowLockTelemetry.DbSystem };
+            RowLockTelemetry.AddErrorTags(ref tags, exception);
+            if (operationName is not null)
+            {
+                tags.Add(RowLockHistograms.OperationTag, operationName);
+            }
+
+            RowLockTelemetry.Retries.Add(1, tags);
         }
 
         Activity.Current?.AddEvent(new ActivityEvent("rowlock.retry", tags: new ActivityTagsCollection
         {
             ["rowlock.attempt"] = attempt,
-            ["db.response.status_code"] = sqlState,
+            [RowLockTelemetry.StatusCodeTag] = sqlState,
             ["rowlock.retry.delay_ms"] = delay.TotalMilliseconds,
         }));
     }

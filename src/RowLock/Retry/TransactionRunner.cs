@@ -119,7 +119,7 @@ public sealed class TransactionRunner
 
     private Task<T> RunCoreAsync<T>(string? operationName, Func<NpgsqlTransaction, CancellationToken, Task<T>> work, CancellationToken cancellationToken) =>
         _retrier.RunAsync(
-            static (s, token) => UnitOfWorkAttempt.RunAsync(s.Runner._dataSource, s.Runner._retrier.Options.IsolationLevel, s.Runner._retrier.Logger, s.Work, token),
+            static (s, token) => UnitOfWorkAttempt.RunAsync(s.Runner._dataSource, s.Runner._retrier.Options.IsolationLevel, s.Runner._retrier.Logger, s.Work, token, s.Runner._retrier.Options.LockWaitWarningThreshold),
             (Runner: this, Work: work),
             operationName,
             cancellationToken);

@@ -17,6 +17,16 @@ public sealed class TransactionRunnerOptions
     /// <value>The default is <see cref="TimeProvider.System"/>.</value>
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
 
+    /// <summary>
+    /// How long an attempt may run before RowLock checks whether it waits on a lock: if it does, one Warning (event
+    /// <see cref="RowLockEventIds.LockWaitPassedThreshold"/>) names the session it waits behind and what that session is
+    /// doing, while the wait goes on, and <c>rowlock.lock.wait.long</c> counts it. Covers every lock the work waits for
+    /// (row locks, advisory locks, table locks, through RowLock's helpers or plain SQL). The check is one lock-wait
+    /// snapshot on another connection of the data source, every threshold while the attempt runs, until one wait is found.
+    /// </summary>
+    /// <value>Default 5 seconds; <see cref="TimeSpan.Zero"/> or <see cref="Timeout.InfiniteTimeSpan"/> turns it off.</value>
+    public TimeSpan LockWaitWarningThreshold { get; set; } = TimeSpan.FromSeconds(5);
+
     /// <summary>A copy, retry options included, that no later change to this instance affects.</summary>
     internal TransactionRunnerOptions Snapshot()
     {

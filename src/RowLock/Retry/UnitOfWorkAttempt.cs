@@ -1,4 +1,5 @@
 using System.Data;
+using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 
@@ -9,30 +10,38 @@ namespace RowLock.Internal;
 /// and the commit protocol that tells "rolled back for certain" (safe to retry) from "outcome unknown" (never retried).
 /// </summary>
 /// <remarks>
-/// <para>The marker: a transaction-local setting, sent with BEGIN in the attempt's first round trip. The commit batch
-/// checks it before COMMIT, so a work that ended the runner's transaction itself (a raw <c>COMMIT; BEGIN</c>) is caught
-/// before the runner commits a transaction it did not begin. That first round trip also finds a pooled connection the
-/// server has already closed (idle_session_timeout) before the work runs.</para>
+/// <para>The marker: a savepoint the runner creates right after BEGIN. Npgsql sends neither BEGIN nor a savepoint on its
+/// own: both travel in front of the work's first statement, so the attempt costs no round trip of the runner's own and
+/// the transaction's snapshot (REPEATABLE READ, SERIALIZABLE) is taken by the work's first statement, as in hand-written
+/// code (BEGIN and SAVEPOINT take no snapshot). The commit batch releases the savepoint before COMMIT: a work that ended
+/// the runner's transaction itself and began another one (a raw <c>COMMIT; BEGIN</c>, <c>COMMIT AND CHAIN</c>) has lost
+/// it, so the release fails (3B001) and the server skips COMMIT. The price is one subtransaction per unit of work (a
+/// second transaction id when the work writes).</para>
+/// <para>A pooled connection the server has already closed (idle_session_timeout, a dead route) fails the work's first
+/// statement; nothing was committed, so the attempt is retried on a fresh connection.</para>
 /// <para>The commit batch is <c>deferred writes; check; COMMIT</c> in one round trip (<see cref="CommitBatch"/>). PostgreSQL executes them in order and skips the
 /// rest of the batch after an error, so a server error reported for the check proves COMMIT never ran: an aborted
-/// transaction (25P02), a foreign transaction (the check divides by zero, 22012), or a session the server ended while
-/// the connection sat idle (FATAL, e.g. 57P01), which is a certain rollback and so retryable. Only a failure once the
-/// check has answered, or a lost connection with no server error, leaves the outcome of COMMIT unknown.</para>
+/// transaction (25P02), a foreign transaction (no savepoint, 3B001), or a session the server ended while the connection
+/// sat idle (FATAL, e.g. 57P01), which is a certain rollback and so retryable. Only a failure once the check has
+/// answered, or a lost connection with no server error, leaves the outcome of COMMIT unknown.</para>
 /// </remarks>
 internal static class UnitOfWorkAttempt
 {
-    private const string MarkSql = "SELECT pg_catalog.set_config('rowlock.unit_of_work', $1, true)";
+    /// <summary>The savepoint that marks the runner's transaction; the commit batch releases it (<see cref="CommitBatch"/>).</summary>
+    public const string SavepointName = "rowlock_unit_of_work";
 
     public static async Task<T> RunAsync<T>(
         NpgsqlDataSource dataSource,
         IsolationLevel isolationLevel,
         ILogger logger,
         Func<NpgsqlTransaction, CancellationToken, Task<T>> work,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken,
+        TimeSpan lockWaitWarningThreshold = default)
     {
         var connection = await OpenAsync(dataSource, cancellationToken).ConfigureAwait(false);
         await using (connection.ConfigureAwait(false))
         {
+            using var watch = LockWaitWatch.Start(dataSource, connection.ProcessID, lockWaitWarningThreshold, logger, kind: null, repeat: true);
             var transaction = await connection.BeginTransactionAsync(isolationLevel, cancellationToken).ConfigureAwait(false);
             await using (transaction.ConfigureAwait(false))
             {
@@ -52,15 +61,14 @@ internal static class UnitOfWorkAttempt
         CancellationToken cancellationToken)
     {
         var connection = transaction.Connection ?? throw new InvalidOperationException("The runner's transaction has no connection.");
-        var marker = Guid.NewGuid().ToString("N");
         var writes = DeferredWrites.Begin(transaction);
         try
         {
-            return await RunMarkedAsync(connection, transaction, writes, marker, logger, work, cancellationToken).ConfigureAwait(false);
+            return await RunMarkedAsync(connection, transaction, writes, logger, work, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
-            DeferredWrites.End(transaction, writes);
+            DeferredWrites.End(writes);
         }
     }
 
@@ -68,21 +76,13 @@ internal static class UnitOfWorkAttempt
         NpgsqlConnection connection,
         NpgsqlTransaction transaction,
         DeferredWrites writes,
-        string marker,
         ILogger logger,
         Func<CancellationToken, Task<T>> work,
         CancellationToken cancellationToken)
     {
-        try
-        {
-            await MarkAsync(connection, transaction, marker, cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception e) when (BrokeTheConnection(e, connection, cancellationToken))
-        {
-            // The first round trip (BEGIN and the marker) got no answer within Command Timeout on a connection whose
-            // route died while it sat in the pool: nothing of the work was sent, so a fresh connection may retry.
-            throw ConnectionLostBeforeCommitException.BrokeDuringWork(e);
-        }
+        // Prepended, not sent: it travels with BEGIN in front of the work's first statement.
+        transaction.Save(SavepointName);
+        var started = Stopwatch.GetTimestamp();
 
         T result;
         try
@@ -112,11 +112,10 @@ internal static class UnitOfWorkAttempt
         ThrowIfConnectionLost(connection, transaction);
         if (TransactionGuard.IsCompleted(transaction))
         {
-            throw new InvalidOperationException(
-                "The work committed or rolled back the runner's transaction itself. The runner owns it: return from the work to commit, throw to roll back.");
+            throw await EndedByTheWorkAsync(connection, started).ConfigureAwait(false);
         }
 
-        await CommitAsync(connection, transaction, writes, marker, logger).ConfigureAwait(false);
+        await CommitAsync(connection, transaction, writes, logger).ConfigureAwait(false);
         return result;
     }
 
@@ -160,50 +159,93 @@ internal static class UnitOfWorkAttempt
         }
     }
 
-    private static async Task MarkAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string marker, CancellationToken cancellationToken)
-    {
-        var command = new NpgsqlCommand(MarkSql, connection, transaction) { Parameters = { new NpgsqlParameter { Value = marker } } };
-        await using (command.ConfigureAwait(false))
-        {
-            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        }
-    }
-
     /// <summary>The deferred writes, the check and COMMIT in one round trip (see <see cref="CommitBatch"/>).</summary>
-    private static async Task CommitAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, DeferredWrites writes, string marker, ILogger logger)
+    private static async Task CommitAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, DeferredWrites writes, ILogger logger)
     {
         writes.Seal();
-        var batch = new CommitBatch(connection, transaction, writes.Commands, marker);
+        var batch = new CommitBatch(connection, transaction, writes.Writes, checkRunnerSavepoint: true);
         await using (batch.ConfigureAwait(false))
         {
             try
             {
                 await batch.ExecuteAsync().ConfigureAwait(false);
             }
-            catch (PostgresException e) when (batch.FailedBeforeCommit())
-            {
-                // A deferred write or the check failed, so the server skipped COMMIT (or ended the session first): rolled
-                // back for certain. A deferred write's 40001 or 40P01 is retried like any other; a session-ending error is
-                // a retryable connection loss; anything else propagates as it is.
-                await RollBackQuietlyAsync(transaction).ConfigureAwait(false);
-                if (e.SqlState == PostgresErrorCodes.InFailedSqlTransaction)
-                {
-                    throw SwallowedError(e);
-                }
-
-                if (batch.CheckFailed() && e.SqlState == PostgresErrorCodes.DivisionByZero)
-                {
-                    throw ForeignTransaction(e);
-                }
-
-                throw;
-            }
             catch (CommitOutcomeUnknownException e)
             {
                 RunnerLog.CommitOutcomeUnknown(logger, e.InnerException ?? e);
                 throw;
             }
+            catch (Exception e)
+            {
+                // Nothing was committed, for certain: a deferred write or the check failed and the server skipped COMMIT
+                // (or ended the session first), COMMIT itself was refused, or Npgsql refused the batch before sending it.
+                // A deferred write's 40001 or 40P01 is retried like any other; a session-ending error is a retryable
+                // connection loss; a row count mismatch is retried only when asked; anything else propagates as it is.
+                await RollBackQuietlyAsync(transaction).ConfigureAwait(false);
+                if (e is PostgresException pg && batch.FailedBeforeCommit())
+                {
+                    if (pg.SqlState == PostgresErrorCodes.InFailedSqlTransaction)
+                    {
+                        throw SwallowedError(pg);
+                    }
+
+                    if (batch.CheckFailed() && pg.SqlState == PostgresErrorCodes.InvalidSavepointSpecification)
+                    {
+                        throw ForeignTransaction(pg);
+                    }
+                }
+
+                throw;
+            }
         }
+    }
+
+    /// <summary>
+    /// The work ended the transaction with a statement of its own (Npgsql saw the session leave it). When the work
+    /// prepared it for two-phase commit, the transaction still holds its locks, so say so: asked only on this misuse path.
+    /// </summary>
+    private static async Task<InvalidOperationException> EndedByTheWorkAsync(NpgsqlConnection connection, long started)
+    {
+        const string Ended = "The work committed or rolled back the runner's transaction itself. The runner owns it: return from the work to commit, throw to roll back.";
+        string[] prepared = [];
+        try
+        {
+            // pg_prepared_xacts does not say which session prepared a transaction: list those this user prepared in this
+            // database while the work ran.
+            var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds + 1;
+            var command = new NpgsqlCommand(
+                "SELECT gid FROM pg_catalog.pg_prepared_xacts WHERE database = current_database() AND owner = current_user AND prepared >= statement_timestamp() - make_interval(secs => $1)",
+                connection) { Parameters = { new NpgsqlParameter { Value = seconds } } };
+            await using (command.ConfigureAwait(false))
+            {
+                var gids = new List<string>();
+                var reader = await command.ExecuteReaderAsync(CancellationToken.None).ConfigureAwait(false);
+                await using (reader.ConfigureAwait(false))
+                {
+                    while (await reader.ReadAsync(CancellationToken.None).ConfigureAwait(false))
+                    {
+                        gids.Add(reader.GetString(0));
+                    }
+                }
+
+                prepared = [.. gids];
+            }
+        }
+        catch (Exception e) when (e is NpgsqlException or InvalidOperationException or IOException)
+        {
+            // The check is only for the message.
+        }
+
+        if (prepared.Length == 0)
+        {
+            return new InvalidOperationException(Ended);
+        }
+
+        var names = string.Join(", ", prepared.Select(g => "'" + g.Replace("'", "''", StringComparison.Ordinal) + "'"));
+        return new InvalidOperationException(
+            "The work ran PREPARE TRANSACTION on the runner's transaction: it is now a prepared transaction, neither committed nor rolled back, and it keeps " +
+            $"its row and table locks until someone runs ROLLBACK PREPARED (or COMMIT PREPARED) with its name. Prepared by this user in this database while the work ran: {names} " +
+            $"(see pg_prepared_xacts); for example ROLLBACK PREPARED {names.Split(", ")[0]}. The runner owns the transaction: return from the work to commit, throw to roll back.");
     }
 
     /// <summary>
@@ -283,6 +325,6 @@ internal static class UnitOfWorkAttempt
     private static InvalidOperationException ForeignTransaction(Exception inner) => new(
         "The work ended the runner's transaction itself (a raw COMMIT or ROLLBACK) and began another one. What it did before that statement " +
         "was committed or rolled back there and the runner cannot undo it; what it did after was rolled back, and nothing was retried. " +
-        "The runner owns the transaction: return from the work to commit, throw to roll back. (RESET ALL inside the work also clears the runner's marker.)",
+        "The runner owns the transaction: return from the work to commit, throw to roll back.",
         inner);
 }

@@ -19,6 +19,12 @@ internal sealed class UnitOfWorkRetrier
     /// </summary>
     private static readonly AsyncLocal<AttemptScope?> Current = new();
 
+    /// <summary>
+    /// The attempt whose work this code runs in (or ran in: a task the work started and did not await still sees its
+    /// attempt, whose <see cref="AttemptScope.Running"/> is then false), or null outside any unit of work.
+    /// </summary>
+    public static AttemptScope? CurrentAttempt => Current.Value;
+
     private readonly ResiliencePipeline _pipeline;
 
     public UnitOfWorkRetrier(TransactionRunnerOptions options, ILogger? logger)
@@ -58,6 +64,7 @@ internal sealed class UnitOfWorkRetrier
 
         var start = Stopwatch.GetTimestamp();
         var outcome = "failed";
+        Exception? failure = null;
         using var activity = RowLockTelemetry.ActivitySource.StartActivity("RowLock.UnitOfWork");
         activity?.SetTag("db.system.name", "postgresql");
         if (operationName is not null && activity is not null)
@@ -68,7 +75,8 @@ internal sealed class UnitOfWorkRetrier
 
         using var scope = BeginScope(operationName);
         var run = new UnitOfWorkRun { OperationName = operationName };
-        var context = ResilienceContextPool.Shared.Get(cancellationToken);
+        // The operation name is Polly's operation key, so Polly's own telemetry carries it too.
+        var context = ResilienceContextPool.Shared.Get(operationName, cancellationToken);
         context.Properties.Set(UnitOfWorkRun.Key, run);
         try
         {
@@ -102,6 +110,7 @@ internal sealed class UnitOfWorkRetrier
         }
         catch (Exception e)
         {
+            failure = e;
             activity?.SetTag("rowlock.attempts", run.Attempts);
             activity?.SetStatus(ActivityStatusCode.Error, e.GetType().Name);
             outcome = e switch
@@ -125,21 +134,13 @@ internal sealed class UnitOfWorkRetrier
             outcome = "exhausted";
             var sqlState = RowLockPredicates.FindSqlState(e);
             RunnerLog.RetriesExhausted(Logger, run.Attempts, sqlState ?? RowLockPredicates.ConnectionLostState, e);
-            if (operationName is null)
-            {
-                RowLockTelemetry.Exhausted.Add(1);
-            }
-            else
-            {
-                RowLockTelemetry.Exhausted.Add(1, new KeyValuePair<string, object?>(RowLockHistograms.OperationTag, operationName));
-            }
 
             throw new RetryLimitExceededException(run.Attempts, sqlState, e);
         }
         finally
         {
             ResilienceContextPool.Shared.Return(context);
-            RowLockHistograms.RecordUnitOfWork(start, outcome, operationName);
+            RowLockHistograms.RecordUnitOfWork(start, outcome, operationName, failure);
         }
     }
 
@@ -181,8 +182,13 @@ internal sealed class UnitOfWorkRetrier
         }
     }
 
-    private sealed class AttemptScope
+    /// <summary>One attempt of a unit of work, as the code running in it sees it (see <see cref="CurrentAttempt"/>).</summary>
+    internal sealed class AttemptScope
     {
         public volatile bool Running = true;
+
+        /// <summary>The attempt's deferred writes, once its transaction has begun; bound to this attempt, never to the
+        /// transaction object (Npgsql hands the same object to the next transaction on the connection).</summary>
+        public DeferredWrites? Writes;
     }
 }

@@ -86,7 +86,7 @@ public static partial class ReadmeSnippets
         ["Job"] = "public sealed record Job(long Id, string Payload);",
         ["ShopContext"] = "public sealed class ShopContext(global::Microsoft.EntityFrameworkCore.DbContextOptions<ShopContext> options) : global::Microsoft.EntityFrameworkCore.DbContext(options) { public global::Microsoft.EntityFrameworkCore.DbSet<EfOrder> Orders => Set<EfOrder>(); public global::Microsoft.EntityFrameworkCore.DbSet<EfJob> Jobs => Set<EfJob>(); public global::Microsoft.EntityFrameworkCore.DbSet<EfCounter> Counters => Set<EfCounter>(); } public sealed class EfOrder { public long Id { get; set; } } public sealed class EfJob { public long Id { get; set; } public bool Done { get; set; } } public sealed class EfCounter { public int Id { get; set; } public int Value { get; set; } }",
         ["OutOfStockException"] = "public sealed class OutOfStockException : Exception;",
-        ["ReaderHostBuilder"] = "public sealed class ReaderHostBuilder { public global::Microsoft.Extensions.DependencyInjection.IServiceCollection Services { get; } = new global::Microsoft.Extensions.DependencyInjection.ServiceCollection(); }",
+        ["ReaderHostBuilder"] = "public sealed class ReaderHostBuilder { public global::Microsoft.Extensions.DependencyInjection.IServiceCollection Services { get; } = new global::Microsoft.Extensions.DependencyInjection.ServiceCollection(); public global::Microsoft.Extensions.Configuration.IConfigurationManager Configuration { get; } = new global::Microsoft.Extensions.Configuration.ConfigurationManager(); }",
     };
 
     private static readonly Lazy<IReadOnlyList<MetadataReference>> References = new(LoadReferences);

@@ -16,6 +16,10 @@ public static class LockDiagnostics
     /// <summary>
     /// Takes a lock-wait snapshot of the data source's database in one round trip on one pooled connection.
     /// Takes no locks beyond the lock manager's brief internal ones (pg_blocking_pids is called only for waiting sessions).
+    /// With <see cref="LockWaitSnapshotOptions.AllDatabases"/>, a table of another database has no name in this database's
+    /// catalog: its name is then read with one short connection to that database (same connection string, other
+    /// <c>Database</c>); when that fails (e.g. the password is not kept in the data source's connection string), the table
+    /// shows as <c>relation 16384 in database shop</c>.
     /// </summary>
     /// <remarks>
     /// Works for any role. Without superuser or membership in <c>pg_read_all_stats</c>, other roles' sessions show
@@ -33,11 +37,19 @@ public static class LockDiagnostics
         ArgumentNullException.ThrowIfNull(dataSource);
         options ??= new LockWaitSnapshotOptions();
         Validate(options);
+        LockWaitSnapshot snapshot;
         var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using (connection.ConfigureAwait(false))
         {
-            return await ReadAsync(connection, options, cancellationToken).ConfigureAwait(false);
+            snapshot = await ReadAsync(connection, options, cancellationToken).ConfigureAwait(false);
         }
+
+        if (options.AllDatabases)
+        {
+            await OtherDatabaseNames.ResolveAsync(dataSource.ConnectionString, snapshot, cancellationToken).ConfigureAwait(false);
+        }
+
+        return snapshot;
     }
 
     /// <summary>Takes a lock-wait snapshot on an open connection you own (one round trip; see the data source overload).</summary>

@@ -14,8 +14,16 @@ public sealed class LockWaitTarget
         short? tuple,
         string? transactionId,
         AdvisoryLockKey? advisoryKey,
-        string? advisoryName)
+        string? advisoryName,
+        uint? relationId = null,
+        string? database = null,
+        bool isInOtherDatabase = false,
+        string identity = "")
     {
+        RelationId = relationId;
+        Database = database;
+        IsInOtherDatabase = isInOtherDatabase;
+        Identity = identity;
         Kind = kind;
         LockType = lockType;
         Mode = mode;
@@ -36,8 +44,20 @@ public sealed class LockWaitTarget
     /// <summary><c>pg_locks.mode</c> of the ungranted lock, e.g. <c>ShareLock</c> or <c>ExclusiveLock</c>.</summary>
     public string Mode { get; }
 
-    /// <summary>The table (as <c>regclass</c> text: schema-qualified when not on the search path), or null when unknown or in another database.</summary>
-    public string? Relation { get; }
+    /// <summary>The table, always schema-qualified and quoted where needed (<c>public.accounts</c>), or null when unknown or in another database (see <see cref="RelationId"/>).</summary>
+    public string? Relation { get; internal set; }
+
+    /// <summary>The table's oid (<c>pg_locks.relation</c>), also when its name cannot be read (a table of another database); null when no table is involved.</summary>
+    public uint? RelationId { get; }
+
+    /// <summary>The database the lock belongs to (<c>pg_locks.database</c>), or null for a lock on no database (a transaction id) or a shared catalog.</summary>
+    public string? Database { get; }
+
+    /// <summary>True when the lock belongs to a database other than the snapshot's (only with <see cref="LockWaitSnapshotOptions.AllDatabases"/>).</summary>
+    public bool IsInOtherDatabase { get; }
+
+    /// <summary>What identifies the locked object, for grouping the waiters of one lock into a queue: one row is one object however it is waited for.</summary>
+    internal string Identity { get; }
 
     /// <summary>The row's block number (first half of its ctid), for <see cref="LockWaitTargetKind.Row"/>.</summary>
     public int? Page { get; }
@@ -68,14 +88,30 @@ public sealed class LockWaitTarget
     {
         var what = Kind switch
         {
-            LockWaitTargetKind.Row => "row " + (Ctid ?? "?") + " of " + (Relation ?? "?") + (TransactionId is null ? "" : " via transaction " + TransactionId),
-            LockWaitTargetKind.TransactionId => "transaction " + TransactionId,
-            LockWaitTargetKind.Advisory => "advisory lock " + DescribeAdvisory(),
-            LockWaitTargetKind.Relation => "table " + (Relation ?? "?"),
-            _ => LockType + (Relation is null ? "" : " on " + Relation),
+            LockWaitTargetKind.Row => Describe() + (TransactionId is null ? "" : " via transaction " + TransactionId),
+            _ => Describe(),
         };
         return what + " [" + Mode + "]";
     }
+
+    /// <summary>The object alone, without the mode or the transaction id it is reached through: <c>row (0,1) of public.accounts</c>; what a queue of waiters waits for.</summary>
+    public string Describe()
+    {
+        var what = Kind switch
+        {
+            LockWaitTargetKind.Row => "row " + (Ctid ?? "?") + " of " + Table(),
+            LockWaitTargetKind.TransactionId => "transaction " + TransactionId,
+            LockWaitTargetKind.Advisory => "advisory lock " + DescribeAdvisory(),
+            LockWaitTargetKind.Relation => "table " + Table(),
+            _ => LockType + (RelationId is null ? "" : " on " + Table()),
+        };
+        return what + Where();
+    }
+
+    private string Table() =>
+        Relation ?? (RelationId is { } oid ? string.Create(CultureInfo.InvariantCulture, $"relation {oid}") : "?");
+
+    private string Where() => IsInOtherDatabase && Database is not null ? " in database " + Database : "";
 
     private string DescribeAdvisory()
     {
