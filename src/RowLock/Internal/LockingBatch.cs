@@ -87,8 +87,8 @@ internal static class LockingBatch
     /// </summary>
     private static NpgsqlBatchCommand Command(string lockingSql, object? param, string paramName)
     {
-        var recorded = new List<NpgsqlBatchCommand>(1);
-        DapperBatchCommands.Record(recorded, lockingSql, param);
+        var recorded = new List<DeferredWrite>(1);
+        DapperBatchCommands.Record(recorded, lockingSql, param, expectedRows: null, paramName == "selectSql" ? "param" : paramName);
         if (recorded.Count != 1)
         {
             throw new ArgumentException(
@@ -96,6 +96,6 @@ internal static class LockingBatch
                 + "(an array inside it is sent as one array parameter: WHERE id = ANY(@ids)).", paramName == "selectSql" ? "param" : paramName);
         }
 
-        return recorded[0];
+        return recorded[0].Command;
     }
 }
