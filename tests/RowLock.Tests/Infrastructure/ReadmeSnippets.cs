@@ -161,7 +161,21 @@ public static partial class ReadmeSnippets
     {
         var source = new StringBuilder();
         var body = new StringBuilder();
-        for (var i = 0; i < block.Lines.Count; i++)
+        // A program's own types after its statements (as in a Program.cs) are declared beside the wrapper, not in the body.
+        var typesFrom = block.Lines.ToList().FindIndex(l => TypeDeclaration().IsMatch(l));
+        var types = new StringBuilder();
+        if (typesFrom >= 0)
+        {
+            types.AppendLine($"#line {block.Line + typesFrom} \"{block.File}\"");
+            foreach (var line in block.Lines.Skip(typesFrom))
+            {
+                types.AppendLine(line);
+            }
+
+            types.AppendLine("#line default");
+        }
+
+        for (var i = 0; i < (typesFrom >= 0 ? typesFrom : block.Lines.Count); i++)
         {
             var line = block.Lines[i];
             if (UsingDirective().IsMatch(line))
@@ -193,7 +207,8 @@ public static partial class ReadmeSnippets
             .AppendLine("        await snippet();")
             .AppendLine("    }")
             .AppendLine(ContextMembers)
-            .AppendLine("}");
+            .AppendLine("}")
+            .Append(types);
         foreach (var (name, declaration) in ContextTypes)
         {
             if (!Regex.IsMatch(code, $@"\b(class|record|struct|interface|enum)\s+{name}\b"))
@@ -281,4 +296,7 @@ public static partial class ReadmeSnippets
     // "using X;", "using static X;", "using A = X;" (a directive), not "using var x = ..." or "using (...)" (statements).
     [GeneratedRegex(@"^\s*using\s+(static\s+)?([A-Za-z_][\w]*\s*=\s*)?[A-Za-z_][\w.]*(<[^;]*>)?\s*;\s*(//.*)?$")]
     private static partial Regex UsingDirective();
+
+    [GeneratedRegex(@"^(public |internal )?(sealed |static |abstract |partial )*(class|record|struct|interface|enum) ")]
+    private static partial Regex TypeDeclaration();
 }

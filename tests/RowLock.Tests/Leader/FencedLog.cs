@@ -58,6 +58,8 @@ public sealed class FencedLog
 
     public async Task<FenceReport> CheckAsync(NpgsqlDataSource dataSource)
     {
+        // After a failover the pool's idle connections still point at the dead primary: drop them, read from the live one.
+        dataSource.Clear();
         await using var connection = await dataSource.OpenConnectionAsync();
         var rows = await connection.ExecuteScalarAsync<long>($"SELECT count(*) FROM {Table}");
         var epochs = await connection.ExecuteScalarAsync<long>($"SELECT count(DISTINCT epoch) FROM {Table}");
