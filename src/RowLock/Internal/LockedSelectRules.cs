@@ -271,7 +271,7 @@ internal readonly struct LockedSelectRules
                 {
                     CheckFromGroup(i, close, of);
                 }
-                else if (clause == Clause.SelectList && StartsSubquery(i))
+                else if (clause == Clause.SelectList && HasSubquery(i, close))
                 {
                     throw Refuse("The SQL has a subquery in its select list: a locking clause does not lock the rows a subquery there reads, and after waiting for a lock "
                         + "PostgreSQL re-reads only the locked rows, so the subquery's values can be stale. Join the table in FROM (the clause then locks its rows), "
@@ -385,6 +385,20 @@ internal readonly struct LockedSelectRules
                 CheckOuterJoin(i, segmentStart, last, of);
             }
         }
+    }
+
+    /// <summary>True when a subquery starts anywhere between the '(' at <paramref name="open"/> and its ')' at <paramref name="close"/>, nested in expressions too.</summary>
+    private bool HasSubquery(int open, int close)
+    {
+        for (var k = open; k < close; k++)
+        {
+            if (Kind(k) == SqlTokenKind.OpenParen && StartsSubquery(k))
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>True when the '(' at <paramref name="open"/> starts a subquery (SELECT, WITH, VALUES or TABLE, maybe in more parentheses).</summary>
