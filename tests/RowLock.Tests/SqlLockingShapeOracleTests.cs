@@ -94,6 +94,7 @@ public sealed class SqlLockingShapeOracleTests(DatabaseFixture db) : IClassFixtu
         ["WITH without Of"] = new("", "WITH k AS (SELECT id, qty FROM {t} WHERE id = @id) SELECT id, qty FROM k", ForUpdate, Expect.RefusedByText),
         ["WITH, Of the WITH query"] = new("", "WITH k AS (SELECT id, qty FROM {t} WHERE id = @id) SELECT id, qty FROM k", ForUpdate.Of("k"), Expect.RefusedByText),
         ["scalar subquery nested in a select-list expression"] = new("", "SELECT y.tid AS id, coalesce(0, (SELECT qty FROM {t} WHERE id = y.tid)) AS qty FROM {u} y WHERE y.tid = @id", ForUpdate, Expect.RefusedByText),
+        ["subquery in the arguments of a built-in function in FROM"] = new("", "SELECT y.tid AS id, q AS qty FROM {u} y, unnest(ARRAY(SELECT qty FROM {t} WHERE id = y.tid)) q WHERE y.tid = @id", ForUpdate, Expect.RefusedByText),
         ["claim from a function"] = new(FunctionOverT, "SELECT id, qty FROM {f}() WHERE NOT done ORDER BY id", null, Expect.RefusedByText),
         ["claim with no FROM"] = new("", "SELECT 1 AS id, 0 AS qty", null, Expect.RefusedByText),
 

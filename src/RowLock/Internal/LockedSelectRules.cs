@@ -464,6 +464,13 @@ internal readonly struct LockedSelectRules
         {
             var close = _tokens[end + 1].Match;
             var pure = (parts.Count == 1 || (parts.Count == 2 && parts[0] == "pg_catalog")) && SqlFunctionNames.IsSetReturning(parts[^1]);
+            if (pure && of is null && HasSubquery(end + 1, close))
+            {
+                throw Refuse($"The SQL passes a subquery to the function {parts[^1]}() in FROM: a locking clause does not lock the rows that subquery reads, "
+                    + "yet the function returns values from them. Join the table the subquery reads in FROM (the clause then locks its rows), "
+                    + $"or name the tables whose rows to lock with {UseOf}.");
+            }
+
             CheckFunctionItem(close, parts[^1] + "()", pure, of);
             return close;
         }
