@@ -108,6 +108,7 @@ public sealed class SqlLockingShapeOracleTests(DatabaseFixture db) : IClassFixtu
         ["view with DISTINCT"] = new("CREATE VIEW {v} AS SELECT DISTINCT id, qty FROM {t};", "SELECT id, qty FROM {v} WHERE id = @id", ForUpdate, Expect.RefusedByServer),
         ["view over a LEFT JOIN"] = new("CREATE VIEW {v} AS SELECT a.id, a.qty FROM {t} a LEFT JOIN {u} b ON b.tid = a.id;", "SELECT id, qty FROM {v} WHERE id = @id", ForUpdate, Expect.RefusedByServer),
         ["materialized view"] = new("CREATE MATERIALIZED VIEW {v} AS SELECT id, qty FROM {t};", "SELECT id, qty FROM {v} WHERE id = @id", ForUpdate, Expect.RefusedByServer),
+        ["TABLE view in a FROM subquery, view over a function"] = new(FunctionOverT + "CREATE VIEW {v} AS SELECT id, qty, done FROM {f}();", "SELECT s.id, s.qty FROM {u} y JOIN (TABLE {v}) s ON s.id = y.tid WHERE s.id = @id", ForUpdate, Expect.RefusedByServer),
         ["view with a scalar subquery nested in an expression"] = new("CREATE VIEW {v} AS SELECT y.tid AS id, coalesce(0, (SELECT qty FROM {t} WHERE id = y.tid)) AS qty FROM {u} y;", "SELECT id, qty FROM {v} WHERE id = @id", ForUpdate, Expect.RefusedByServer),
         ["claim through a view over a function"] = new(FunctionOverT + "CREATE VIEW {v} AS SELECT id, qty, done FROM {f}();", "SELECT id, qty FROM {v} WHERE NOT done ORDER BY id", null, Expect.RefusedByServer),
     };

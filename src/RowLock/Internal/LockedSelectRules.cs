@@ -578,7 +578,7 @@ internal readonly struct LockedSelectRules
                 + $"Move the WITH to the top of the statement and name the tables to lock with {UseOf}.");
         }
 
-        if (!IsWord(first, "SELECT"))
+        if (!IsWord(first, "SELECT") && !IsWord(first, "TABLE"))
         {
             return; // VALUES has no table rows to lock; PostgreSQL ignores it.
         }
@@ -590,6 +590,13 @@ internal readonly struct LockedSelectRules
                 throw Refuse($"The subquery{Quoted(alias)} in FROM reads the WITH query '{Name(i)}', whose rows a locking clause does not reach. "
                     + "Join the table itself and name it (or its alias) in RowLockClause.Of(...), and leave this subquery out of Of.");
             }
+        }
+
+        if (IsWord(first, "TABLE"))
+        {
+            // TABLE name is SELECT * FROM name: the clause reaches the relation, which the server check must see (a view).
+            CheckFromItem(IsWord(first + 1, "ONLY") ? first + 2 : first + 1, last, of: null);
+            return;
         }
 
         // PostgreSQL pushes the clause down to every table of the subquery, with the same restrictions.
