@@ -12,18 +12,35 @@ internal sealed class LocksCommand : AsyncCommand<LocksSettings>
         var dataSource = settings.CreateDataSource("rowlock locks");
         await using (dataSource.ConfigureAwait(false))
         {
+            var names = new AdvisoryKeyNames(settings.Names);
+            foreach (var semaphore in settings.Semaphores)
+            {
+                var colon = semaphore.LastIndexOf(':');
+                if (colon <= 0 || !int.TryParse(semaphore.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture, out var count) || count is < 1 or > SemaphoreKey.MaxCount)
+                {
+                    await Console.Error.WriteLineAsync($"rowlock: --semaphore takes NAME:COUNT with a count between 1 and {SemaphoreKey.MaxCount}, not '{semaphore}'.").ConfigureAwait(false);
+                    return 2;
+                }
+
+                names.AddSemaphore(semaphore[..colon], count);
+            }
+
             var options = new LockWaitSnapshotOptions
             {
-                AdvisoryKeyNames = new AdvisoryKeyNames(settings.Names),
+                AdvisoryKeyNames = names,
                 AllDatabases = settings.AllDatabases,
             };
             var refreshes = 0;
             while (true)
             {
                 LockWaitSnapshot snapshot;
+                IReadOnlyList<SemaphoreUsage> semaphores;
                 try
                 {
                     snapshot = await dataSource.GetLockWaitSnapshotAsync(options, cancellationToken).ConfigureAwait(false);
+
+                    // Semaphores as one line each (name, count, holders, waiters), not as their slot keys.
+                    semaphores = settings.Mermaid || settings.Json ? [] : await dataSource.GetSemaphoresAsync(names, cancellationToken).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
                 {
@@ -35,6 +52,7 @@ internal sealed class LocksCommand : AsyncCommand<LocksSettings>
                 }
 
                 var text = settings.Json ? snapshot.ToJson() : settings.Mermaid ? snapshot.ToMermaid() : snapshot.ToTextTree();
+                text += string.Concat(semaphores.Select(s => s + "\n"));
                 if (settings.Watch && !settings.Json)
                 {
                     if (!Console.IsOutputRedirected)

@@ -36,6 +36,10 @@ internal sealed class LocksSettings : ConnectionSettings
     [Description("An advisory lock name your application uses (repeatable): its key is shown by name.")]
     public string[] Names { get; init; } = [];
 
+    [CommandOption("-s|--semaphore <NAME:COUNT>")]
+    [Description("A semaphore your application uses, as NAME:COUNT (repeatable): shown as one line (holders, waiters), its keys by name.")]
+    public string[] Semaphores { get; init; } = [];
+
     [CommandOption("--all-databases")]
     [Description("Include sessions of every database on the server.")]
     public bool AllDatabases { get; init; }

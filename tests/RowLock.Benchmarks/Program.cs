@@ -8,7 +8,7 @@ using RowLock.TestServer;
 const string Usage = """
     Usage: dotnet run -c Release --project tests/RowLock.Benchmarks -- [options]
       --quick          short runs (smoke test; numbers not for publishing)
-      --only KEY       one benchmark: overhead|overhead-bdn|hot-row|queue|advisory|ef|savepoint|network|overhead-profile
+      --only KEY       one benchmark: overhead|overhead-bdn|hot-row|queue|advisory|ef|savepoint|network|semaphore|overhead-profile
       --scale X        multiply the timed durations of hot-row and network (and the network FIFO's job count) by X
       --repeats N      alternating repeats of the hot-row, FIFO, savepoint and network comparisons (default 3, quick 1)
       --out PATH       where to write the report (default docs/benchmarks.md)
@@ -63,6 +63,7 @@ report.AppendLine();
     ("ef", "6. EF Core: WithRowLock against FromSql with a hand-written FOR UPDATE", EfBenchmark.RunAsync),
     ("savepoint", "7. Savepoints (subtransactions): N NOWAIT locks one by one while 16 readers run", SavepointBenchmark.RunAsync),
     ("network", "8. Through a network: hot row and FIFO behind a delaying proxy (0.5 ms and 1.2 ms round trips)", NetworkBenchmark.RunAsync),
+    ("semaphore", "9. Semaphores: at most 4 holders, 16 contenders", SemaphoreBenchmark.RunAsync),
     ("overhead-profile", "Overhead profile: lock-update-commit one layer at a time", OverheadProfile.RunAsync),
 ];
 foreach (var (key, title, run) in benchmarks.Where(b => only is null ? b.Key != "overhead-profile" : b.Key == only))

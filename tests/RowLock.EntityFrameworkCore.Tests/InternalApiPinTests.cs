@@ -33,6 +33,21 @@ public sealed class InternalApiPinTests(EfFixture ef) : IClassFixture<EfFixture>
     }
 
     [Fact]
+    public void The_EF_internals_the_locking_checks_read_still_exist()
+    {
+        var flags = System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Public;
+
+        // The generator records each locking command's row shape (GetCommand) and writes table splitting's self-join as INNER JOIN.
+        Assert.True(typeof(QuerySqlGenerator).GetMethod("GetCommand", flags, [typeof(System.Linq.Expressions.Expression)])!.IsVirtual);
+        Assert.NotNull(typeof(QuerySqlGenerator).GetMethod("VisitLeftJoin", flags, [typeof(Microsoft.EntityFrameworkCore.Query.SqlExpressions.LeftJoinExpression)]));
+
+        // Tracked entries are found by key (TrackedRowRefresher), and a context that tracks nothing is skipped.
+        var stateManager = typeof(Microsoft.EntityFrameworkCore.ChangeTracking.Internal.IStateManager);
+        Assert.NotNull(stateManager.GetMethod("TryGetEntry", [typeof(Microsoft.EntityFrameworkCore.Metadata.IKey), typeof(object[])]));
+        Assert.NotNull(stateManager.GetProperty("Count"));
+    }
+
+    [Fact]
     public void UseRowLock_replaces_efcore_pgs_generator_factory_and_the_generator_derives_from_efcore_pgs()
     {
         using var db = ef.CreateContext();

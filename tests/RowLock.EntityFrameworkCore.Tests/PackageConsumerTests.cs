@@ -14,7 +14,7 @@ public sealed class PackageConsumerTests(EfFixture ef) : IClassFixture<EfFixture
     public async Task A_console_app_referencing_both_packed_packages_locks_a_row_through_EF()
     {
         var root = Directory.CreateTempSubdirectory("rowlock-ef-consumer-");
-        var version = "0.0.0-efconsumer." + DateTime.UtcNow.ToString("yyyyMMddHHmmss", CultureInfo.InvariantCulture);
+        var version = DotnetCli.VersionPrefix() + "-efconsumer." + DateTime.UtcNow.ToString("yyyyMMddHHmmss", CultureInfo.InvariantCulture);
         try
         {
             var feed = Path.Combine(root.FullName, "feed");

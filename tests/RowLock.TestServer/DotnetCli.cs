@@ -19,6 +19,14 @@ public static class DotnetCli
         throw new InvalidOperationException("RowLock.sln not found above the test binaries.");
     }
 
+    /// <summary>The repository's version (Directory.Build.props' VersionPrefix), e.g. "0.2.0".</summary>
+    public static string VersionPrefix()
+    {
+        var props = File.ReadAllText(Path.Combine(RepositoryRoot(), "Directory.Build.props"));
+        var start = props.IndexOf("<VersionPrefix>", StringComparison.Ordinal) + "<VersionPrefix>".Length;
+        return props[start..props.IndexOf("</VersionPrefix>", start, StringComparison.Ordinal)].Trim();
+    }
+
     /// <summary>Runs <c>dotnet arguments</c> without build servers; throws with the whole output when it exits non-zero.</summary>
     public static async Task<string> RunAsync(string workingDirectory, TimeSpan timeout, params string[] arguments)
     {

@@ -13,7 +13,7 @@ public sealed class PackageConsumerTests(DatabaseFixture db) : IClassFixture<Dat
     public async Task A_console_app_referencing_the_packed_package_runs_a_unit_of_work()
     {
         var root = Directory.CreateTempSubdirectory("rowlock-consumer-");
-        var version = "0.0.0-consumertest." + DateTime.UtcNow.ToString("yyyyMMddHHmmss", System.Globalization.CultureInfo.InvariantCulture);
+        var version = DotnetCli.VersionPrefix() + "-consumertest." + DateTime.UtcNow.ToString("yyyyMMddHHmmss", System.Globalization.CultureInfo.InvariantCulture);
         try
         {
             var feed = Path.Combine(root.FullName, "feed");

@@ -76,7 +76,7 @@ public sealed class RowLockCliTests(DatabaseFixture db) : IClassFixture<Database
         var (exit, output, error) = await RunAsync("--version");
 
         Assert.True(exit == 0, error);
-        Assert.StartsWith("0.1.0", output.Trim(), StringComparison.Ordinal);
+        Assert.StartsWith(RowLock.TestServer.DotnetCli.VersionPrefix(), output.Trim(), StringComparison.Ordinal); // Directory.Build.props' version
     }
 
     [Fact]

@@ -10,6 +10,33 @@ namespace RowLock.Tests;
 /// </summary>
 public sealed class RowLockTests(DatabaseFixture db) : IClassFixture<DatabaseFixture>
 {
+    [Theory]
+    [InlineData(RowLockWaitPolicy.Wait)]
+    [InlineData(RowLockWaitPolicy.NoWait)]
+    [InlineData(RowLockWaitPolicy.Timeout)]
+    public async Task Locked_rows_map_to_every_type_dapper_maps_strings_nullables_and_records_included(RowLockWaitPolicy policy)
+    {
+        var table = TestTables.Unique("map");
+        await db.ExecuteAsync($"CREATE TABLE {table} (id int PRIMARY KEY, body text, n bigint); INSERT INTO {table} VALUES (1, 'one', NULL), (2, NULL, 7);");
+        var clause = policy switch
+        {
+            RowLockWaitPolicy.NoWait => RowLockClause.ForUpdate.NoWait(),
+            RowLockWaitPolicy.Timeout => RowLockClause.ForUpdate.WithTimeout(TimeSpan.FromSeconds(5)),
+            _ => RowLockClause.ForUpdate,
+        };
+        await using var connection = await db.DataSource.OpenConnectionAsync();
+        await using var tx = await connection.BeginTransactionAsync();
+
+        Assert.Equal(["one", null], await tx.LockRowsAsync<string?>($"SELECT body FROM {table} ORDER BY id", null, clause));
+        Assert.Equal([null, 7L], await tx.LockRowsAsync<long?>($"SELECT n FROM {table} ORDER BY id", null, clause));
+        Assert.Equal([1, 2], await tx.LockRowsAsync<int>($"SELECT id FROM {table} ORDER BY id", null, clause));
+        Assert.Equal([new MappedRow(1, "one"), new MappedRow(2, null)], await tx.LockRowsAsync<MappedRow>($"SELECT id, body FROM {table} ORDER BY id", null, clause));
+    }
+
+    public enum RowLockWaitPolicy { Wait, NoWait, Timeout }
+
+    public sealed record MappedRow(int Id, string? Body);
+
     [Fact]
     public async Task A_row_lock_on_a_read_only_connection_says_to_target_the_primary()
     {

@@ -71,8 +71,8 @@ public sealed class SampleLabTests(DatabaseFixture db) : IClassFixture<DatabaseF
     }
 
     [Fact]
-    public void The_lab_has_seven_scenarios_in_readme_order() =>
-        Assert.Equal(["hot-record", "fifo-stock", "edit-conflict", "cron-batch", "one-time-job", "deadlock-retry", "presence-heartbeat"], LabRunner.All.Select(s => s.Name));
+    public void The_lab_has_eight_scenarios_in_readme_order() =>
+        Assert.Equal(["hot-record", "fifo-stock", "edit-conflict", "cron-batch", "one-time-job", "deadlock-retry", "presence-heartbeat", "leader-job"], LabRunner.All.Select(s => s.Name));
 
     [Fact]
     public async Task A_database_error_escaping_a_side_is_shown_and_the_lab_goes_on()

@@ -11,7 +11,7 @@ public static class LabRunner
 {
     /// <summary>Every scenario, in the order docs/lab.md presents them.</summary>
     public static IReadOnlyList<Scenario> All { get; } =
-        [new HotRecord(), new FifoStock(), new EditConflict(), new CronBatch(), new OneTimeJob(), new DeadlockRetry(), new PresenceHeartbeat()];
+        [new HotRecord(), new FifoStock(), new EditConflict(), new CronBatch(), new OneTimeJob(), new DeadlockRetry(), new PresenceHeartbeat(), new LeaderJob()];
 
     /// <summary>
     /// The EF Core variant (<c>--ef</c>): the scenarios whose RowLock side has an EF form, both sides written with a
@@ -26,6 +26,7 @@ public static class LabRunner
     {
         ["deadlock-retry"] = "no EF form in the lab (DbContextTransactionRunner shares the core runner's retry loop)",
         ["presence-heartbeat"] = "no EF form in the lab (its SKIP LOCKED claim is the one cron-batch shows)",
+        ["leader-job"] = "no EF form in the lab (the fence is a statement in the transaction, whatever writes the rest)",
     };
 
     /// <summary>Runs the scenarios one after another, reporting a line of progress per scenario.</summary>

@@ -218,7 +218,7 @@ internal static class LockingClause
                 FromSqlExpression => "FromSql / FromSqlRaw SQL (it may read a view, a function or a WITH query, through which PostgreSQL locks nothing)",
                 TableExpression v => $"'{v.Name}', mapped as a view or SQL query, not a table (a view over a function or a WITH query locks nothing)",
                 _ when item.Table.GetType().Name == "TpcTablesExpression" =>
-                    $"the UNION ALL of a TPC hierarchy's tables ({Names(TpcTypes(item))}); query a concrete set instead (e.g. db.Set<{TpcTypes(item).FirstOrDefault()?.ClrType.Name ?? "T"}>())",
+                    "the UNION ALL of a TPC hierarchy's tables; query a concrete set instead (db.Set<TConcrete>())",
                 _ => $"'{item.Alias}' ({item.Table.GetType().Name}), which is not a table",
             };
             throw new InvalidOperationException(
@@ -255,9 +255,6 @@ internal static class LockingClause
         return [.. tables.SelectMany(t => t.EntityTypeMappings.Select(m => m.TypeBase)).OfType<IEntityType>()
             .Where(e => !e.ClrType.IsAbstract && e.GetMappingStrategy() == RelationalAnnotationNames.TpcMappingStrategy).Distinct()];
     }
-
-    private static IReadOnlyList<IEntityType> TpcTypes(FromItem item) =>
-        item.Table.GetType().GetProperty("EntityTypes")?.GetValue(item.Table) is IEnumerable<IEntityType> types ? [.. types] : [];
 
     private static string Names(IEnumerable<IReadOnlyTypeBase> types) => string.Join(", ", types.Select(t => t.ClrType.Name).Distinct());
 

@@ -21,16 +21,7 @@ internal sealed class TrackedRowRefresher(DbContext context, IStateManager state
         {
             foreach (var (key, ordinals) in table.Keys)
             {
-                var values = new object?[ordinals.Length];
-                for (var i = 0; i < ordinals.Length; i++)
-                {
-                    if (!TryRead(row, ordinals[i], key.Properties[i], out values[i]) || values[i] is null)
-                    {
-                        goto NextKey;
-                    }
-                }
-
-                if (stateManager.TryGetEntry(key, values) is not { } internalEntry)
+                if (ReadKey(row, key, ordinals) is not { } values || stateManager.TryGetEntry(key, values) is not { } internalEntry)
                 {
                     continue;
                 }
@@ -75,12 +66,25 @@ internal sealed class TrackedRowRefresher(DbContext context, IStateManager state
                     member.OriginalValue = value;
                     member.IsModified = false;
                 }
-
-            NextKey:;
             }
         }
 
         return null;
+    }
+
+    /// <summary>The key values of the row, or null when one is null or cannot be read as the key's type.</summary>
+    private static object?[]? ReadKey(DbDataReader row, IKey key, int[] ordinals)
+    {
+        var values = new object?[ordinals.Length];
+        for (var i = 0; i < ordinals.Length; i++)
+        {
+            if (!TryRead(row, ordinals[i], key.Properties[i], out values[i]) || values[i] is null)
+            {
+                return null;
+            }
+        }
+
+        return values;
     }
 
     private static bool TryRead(DbDataReader row, int ordinal, IProperty property, out object? value)

@@ -34,10 +34,10 @@ internal static class DapperBatchCommands
         }
     }
 
-    /// <summary>Records <paramref name="sql"/> with <paramref name="param"/> as the commands Dapper would send (one per element of a list of parameter objects).</summary>
-    public static void Record(List<NpgsqlBatchCommand> into, string sql, object? param, string paramName)
+    /// <summary>Records a statement that is not a final write (a locking SELECT): values copied, nothing refused.</summary>
+    public static void Record(List<NpgsqlBatchCommand> into, string sql, object? param)
     {
-        using var connection = new NpgsqlConnection(into, paramName);
+        using var connection = new NpgsqlConnection(into, paramName: null);
         connection.Execute(sql, param);
     }
 
@@ -66,7 +66,7 @@ internal static class DapperBatchCommands
     /// an <c>int[]</c> value) instead of expanding it into <c>(@ids1, @ids2)</c>. A deferred write must get the
     /// parameters the same statement gets through Dapper on the transaction's own connection.
     /// </summary>
-    private sealed class NpgsqlConnection(List<NpgsqlBatchCommand> into, string paramName) : DbConnection
+    private sealed class NpgsqlConnection(List<NpgsqlBatchCommand> into, string? paramName) : DbConnection
     {
         [AllowNull]
         public override string ConnectionString { get; set; } = "RowLock deferred writes";
@@ -95,7 +95,8 @@ internal static class DapperBatchCommands
         protected override DbCommand CreateDbCommand() => new RecordingCommand(into, paramName) { Connection = this };
     }
 
-    private sealed class RecordingCommand(List<NpgsqlBatchCommand> into, string paramName) : DbCommand
+    /// <summary>Records each execution; with a <c>paramName</c>, refuses what a final write cannot honour, naming that parameter.</summary>
+    private sealed class RecordingCommand(List<NpgsqlBatchCommand> into, string? paramName) : DbCommand
     {
         private readonly NpgsqlParameterCollection _parameters = new NpgsqlCommand().Parameters;
 
@@ -124,7 +125,7 @@ internal static class DapperBatchCommands
         /// and so are their values. Refuses what a write sent with COMMIT cannot honour.</summary>
         public override int ExecuteNonQuery()
         {
-            if (CommandType != CommandType.Text)
+            if (paramName is not null && CommandType != CommandType.Text)
             {
                 // Dapper takes SQL without whitespace for the name of a stored procedure (CommandType.StoredProcedure).
                 throw new ArgumentException(
@@ -135,7 +136,7 @@ internal static class DapperBatchCommands
             var command = new NpgsqlBatchCommand(CommandText);
             foreach (NpgsqlParameter parameter in _parameters)
             {
-                if (parameter.Direction != ParameterDirection.Input)
+                if (paramName is not null && parameter.Direction != ParameterDirection.Input)
                 {
                     // Nothing reads a deferred write's results: an output value would silently stay null.
                     throw new ArgumentException(

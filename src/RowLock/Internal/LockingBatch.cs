@@ -63,10 +63,12 @@ internal static class LockingBatch
                 }
 
                 var rows = new List<T>();
-                var parse = reader.GetRowParser<T>();
+                // The non-generic parser: Dapper's GetRowParser<T> throws InvalidCastException for the simple types it maps
+                // through object (string, for one), which the generic Query<T> maps fine.
+                var parse = reader.GetRowParser(typeof(T));
                 while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
                 {
-                    rows.Add(parse(reader));
+                    rows.Add((T)parse(reader));
                 }
 
                 while (await reader.NextResultAsync(cancellationToken).ConfigureAwait(false))
@@ -86,7 +88,7 @@ internal static class LockingBatch
     private static NpgsqlBatchCommand Command(string lockingSql, object? param, string paramName)
     {
         var recorded = new List<NpgsqlBatchCommand>(1);
-        DapperBatchCommands.Record(recorded, lockingSql, param, paramName == "selectSql" ? "param" : paramName);
+        DapperBatchCommands.Record(recorded, lockingSql, param);
         if (recorded.Count != 1)
         {
             throw new ArgumentException(

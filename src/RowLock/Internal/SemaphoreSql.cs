@@ -46,12 +46,14 @@ internal static class SemaphoreSql
     /// Releases a session-held slot and, when someone holds or waits for the turnstile (the shared try fails), notifies
     /// the channel so that the head of the queue looks again. The slot is unlocked first: a waiter that scanned before
     /// the unlock was already listening, so it gets the notification; one that scans after sees the slot free.
-    /// True when the slot was held. $1 class id, $2 slot, $3 channel.
+    /// True when the slot was held. $1 class id, $2 slot, $3 channel. A NOTIFY gives the statement's transaction an xid,
+    /// so its commit would wait for a WAL flush (milliseconds on a slow disk) for nothing durable: synchronous_commit is
+    /// turned off for that one transaction (set_config is_local), and the notification goes out as soon as it commits.
     /// </summary>
     public const string Release =
         "SELECT CASE WHEN NOT pg_advisory_unlock($1, $2) THEN false " +
         "WHEN pg_try_advisory_lock_shared($1, -1) THEN pg_advisory_unlock_shared($1, -1) " +
-        "ELSE (SELECT true FROM pg_notify($3, '')) END";
+        "ELSE (SELECT true FROM set_config('synchronous_commit', 'off', true), pg_notify($3, '')) END";
 
     public static string Listen(SemaphoreKey semaphore) => $"LISTEN {semaphore.NotifyChannel}";
 

@@ -16,6 +16,7 @@ namespace RowLock;
 public sealed class AdvisoryKeyNames
 {
     private readonly ConcurrentDictionary<AdvisoryLockKey, string> _names = new();
+    private readonly ConcurrentDictionary<int, (string Name, int MaxCount)> _semaphores = new();
 
     /// <summary>An empty registry.</summary>
     public AdvisoryKeyNames()
@@ -72,6 +73,35 @@ public sealed class AdvisoryKeyNames
         _names.TryAdd(key, label);
         return key;
     }
+
+    /// <summary>
+    /// Registers a semaphore (see <see cref="SemaphoreKey.FromName"/>) with its count, so that snapshots label its queue
+    /// and slots by name and <see cref="LockDiagnostics.GetSemaphoresAsync"/> reports it (name, count, holders, waiters)
+    /// as one thing instead of <paramref name="maxCount"/> anonymous two-int keys.
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="name"/> is null or empty.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="maxCount"/> is out of range.</exception>
+    public SemaphoreKey AddSemaphore(string name, int maxCount) => AddSemaphore(SemaphoreKey.FromName(name), name, maxCount);
+
+    /// <summary>Registers a semaphore key (e.g. an explicit class id) under a label, with its count.</summary>
+    /// <exception cref="ArgumentException"><paramref name="label"/> is null or empty.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="maxCount"/> is out of range.</exception>
+    public SemaphoreKey AddSemaphore(SemaphoreKey semaphore, string label, int maxCount)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(label);
+        SemaphoreKey.ValidateMaxCount(maxCount);
+        _semaphores.TryAdd(semaphore.ClassId, (label, maxCount));
+        _names.TryAdd(semaphore.TurnstileKey, $"semaphore {label} (queue)");
+        for (var slot = 0; slot < maxCount; slot++)
+        {
+            _names.TryAdd(semaphore.SlotKey(slot), string.Create(CultureInfo.InvariantCulture, $"semaphore {label} slot {slot}"));
+        }
+
+        return semaphore;
+    }
+
+    /// <summary>The semaphores registered with <see cref="AddSemaphore(string, int)"/>: class id, label, count.</summary>
+    internal IEnumerable<(int ClassId, string Name, int MaxCount)> Semaphores => _semaphores.Select(s => (s.Key, s.Value.Name, s.Value.MaxCount));
 
     /// <summary>The name registered for <paramref name="key"/>, or false.</summary>
     public bool TryGetName(AdvisoryLockKey key, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out string? name) =>

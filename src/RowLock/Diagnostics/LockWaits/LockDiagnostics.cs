@@ -52,6 +52,56 @@ public static class LockDiagnostics
         return snapshot;
     }
 
+    /// <summary>
+    /// The semaphores in use now, each as one thing: its name (when registered), count, the sessions holding a slot and the
+    /// sessions queued for one (the first of them holds the queue's turnstile and is next). Reports every semaphore
+    /// registered in <paramref name="names"/> (<see cref="AdvisoryKeyNames.AddSemaphore(string, int)"/>), and any other
+    /// class id whose turnstile <c>(classId, -1)</c> is locked, i.e. which has a queue (its count is then unknown).
+    /// One query on <c>pg_locks</c> of the data source's database.
+    /// </summary>
+    /// <exception cref="ArgumentNullException"><paramref name="dataSource"/> is null.</exception>
+    /// <exception cref="NpgsqlException">The server could not be reached or the query failed.</exception>
+    public static async Task<IReadOnlyList<SemaphoreUsage>> GetSemaphoresAsync(this NpgsqlDataSource dataSource, AdvisoryKeyNames? names = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(dataSource);
+        var registered = (names?.Semaphores ?? []).ToDictionary(s => s.ClassId, s => (s.Name, s.MaxCount));
+        var command = dataSource.CreateCommand(
+            "SELECT classid::bigint, objid::bigint, pid, granted FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2 " +
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) " +
+            "AND (classid = ANY($1::bigint[]::oid[]) OR classid IN (SELECT classid FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2 AND objid = 4294967295::oid)) " +
+            "ORDER BY classid, granted DESC, pid");
+        await using (command.ConfigureAwait(false))
+        {
+            command.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = registered.Keys.Select(c => (long)(uint)c).ToArray() });
+            var seen = new Dictionary<int, (List<int> Holders, List<int> Waiters)>();
+            foreach (var classId in registered.Keys)
+            {
+                seen[classId] = ([], []);
+            }
+
+            var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    var classId = (int)(uint)reader.GetInt64(0);
+                    var turnstile = reader.GetInt64(1) == uint.MaxValue;
+                    if (!seen.TryGetValue(classId, out var lists))
+                    {
+                        seen[classId] = lists = ([], []);
+                    }
+
+                    (turnstile ? lists.Waiters : reader.GetBoolean(3) ? lists.Holders : lists.Waiters).Add(reader.GetInt32(2));
+                }
+            }
+
+            return seen.OrderBy(s => s.Key).Select(s => registered.TryGetValue(s.Key, out var r)
+                ? new SemaphoreUsage(SemaphoreKey.FromClassId(s.Key), r.Name, r.MaxCount, s.Value.Holders, s.Value.Waiters)
+                : new SemaphoreUsage(SemaphoreKey.FromClassId(s.Key), null, null, s.Value.Holders, s.Value.Waiters)).ToArray();
+        }
+    }
+
     /// <summary>Takes a lock-wait snapshot on an open connection you own (one round trip; see the data source overload).</summary>
     /// <exception cref="ArgumentNullException"><paramref name="connection"/> is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException">An option is out of range.</exception>
