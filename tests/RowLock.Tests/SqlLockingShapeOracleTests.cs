@@ -110,6 +110,7 @@ public sealed class SqlLockingShapeOracleTests(DatabaseFixture db) : IClassFixtu
         ["materialized view"] = new("CREATE MATERIALIZED VIEW {v} AS SELECT id, qty FROM {t};", "SELECT id, qty FROM {v} WHERE id = @id", ForUpdate, Expect.RefusedByServer),
         ["TABLE view in a FROM subquery, view over a function"] = new(FunctionOverT + "CREATE VIEW {v} AS SELECT id, qty, done FROM {f}();", "SELECT s.id, s.qty FROM {u} y JOIN (TABLE {v}) s ON s.id = y.tid WHERE s.id = @id", ForUpdate, Expect.RefusedByServer),
         ["view with a scalar subquery nested in an expression"] = new("CREATE VIEW {v} AS SELECT y.tid AS id, coalesce(0, (SELECT qty FROM {t} WHERE id = y.tid)) AS qty FROM {u} y;", "SELECT id, qty FROM {v} WHERE id = @id", ForUpdate, Expect.RefusedByServer),
+        ["view over a function, named as a U&\"...\" identifier"] = new(FunctionOverT + "CREATE VIEW {v} AS SELECT id, qty, done FROM {f}();", "SELECT id, qty FROM U&\"{v}\" WHERE id = @id", ForUpdate, Expect.RefusedByText),
         ["claim through a view over a function"] = new(FunctionOverT + "CREATE VIEW {v} AS SELECT id, qty, done FROM {f}();", "SELECT id, qty FROM {v} WHERE NOT done ORDER BY id", null, Expect.RefusedByServer),
     };
 

@@ -751,6 +751,14 @@ internal readonly struct LockedSelectRules
             });
         }
 
-        return span[0] == '"' ? span[1..^1].ToString().Replace("\"\"", "\"", StringComparison.Ordinal) : span.ToString();
+        if (span[0] != '"')
+        {
+            // U&"..." (maybe with UESCAPE): PostgreSQL decodes its escapes, so the name the checks would compare and send to the
+            // server check is not the one PostgreSQL resolves; an unresolved name is skipped there. Refuse rather than guess.
+            throw Refuse($"The SQL names a table, alias or WITH query with a Unicode-escaped identifier ({span}). RowLock cannot check what it names; "
+                + "write it as a plain \"quoted\" identifier with the characters themselves.");
+        }
+
+        return span[1..^1].ToString().Replace("\"\"", "\"", StringComparison.Ordinal);
     }
 }
