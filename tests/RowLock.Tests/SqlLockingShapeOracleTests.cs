@@ -93,6 +93,8 @@ public sealed class SqlLockingShapeOracleTests(DatabaseFixture db) : IClassFixtu
         ["built-in generate_series only"] = new("", "SELECT g AS id, 0 AS qty FROM generate_series(1, 1) g", ForUpdate, Expect.RefusedByText),
         ["WITH without Of"] = new("", "WITH k AS (SELECT id, qty FROM {t} WHERE id = @id) SELECT id, qty FROM k", ForUpdate, Expect.RefusedByText),
         ["WITH, Of the WITH query"] = new("", "WITH k AS (SELECT id, qty FROM {t} WHERE id = @id) SELECT id, qty FROM k", ForUpdate.Of("k"), Expect.RefusedByText),
+        ["scalar subquery nested in a select-list expression"] = new("", "SELECT y.tid AS id, coalesce(0, (SELECT qty FROM {t} WHERE id = y.tid)) AS qty FROM {u} y WHERE y.tid = @id", ForUpdate, Expect.RefusedByText),
+        ["subquery in the arguments of a built-in function in FROM"] = new("", "SELECT y.tid AS id, q AS qty FROM {u} y, unnest(ARRAY(SELECT qty FROM {t} WHERE id = y.tid)) q WHERE y.tid = @id", ForUpdate, Expect.RefusedByText),
         ["claim from a function"] = new(FunctionOverT, "SELECT id, qty FROM {f}() WHERE NOT done ORDER BY id", null, Expect.RefusedByText),
         ["claim with no FROM"] = new("", "SELECT 1 AS id, 0 AS qty", null, Expect.RefusedByText),
 
@@ -106,6 +108,9 @@ public sealed class SqlLockingShapeOracleTests(DatabaseFixture db) : IClassFixtu
         ["view with DISTINCT"] = new("CREATE VIEW {v} AS SELECT DISTINCT id, qty FROM {t};", "SELECT id, qty FROM {v} WHERE id = @id", ForUpdate, Expect.RefusedByServer),
         ["view over a LEFT JOIN"] = new("CREATE VIEW {v} AS SELECT a.id, a.qty FROM {t} a LEFT JOIN {u} b ON b.tid = a.id;", "SELECT id, qty FROM {v} WHERE id = @id", ForUpdate, Expect.RefusedByServer),
         ["materialized view"] = new("CREATE MATERIALIZED VIEW {v} AS SELECT id, qty FROM {t};", "SELECT id, qty FROM {v} WHERE id = @id", ForUpdate, Expect.RefusedByServer),
+        ["TABLE view in a FROM subquery, view over a function"] = new(FunctionOverT + "CREATE VIEW {v} AS SELECT id, qty, done FROM {f}();", "SELECT s.id, s.qty FROM {u} y JOIN (TABLE {v}) s ON s.id = y.tid WHERE s.id = @id", ForUpdate, Expect.RefusedByServer),
+        ["view with a scalar subquery nested in an expression"] = new("CREATE VIEW {v} AS SELECT y.tid AS id, coalesce(0, (SELECT qty FROM {t} WHERE id = y.tid)) AS qty FROM {u} y;", "SELECT id, qty FROM {v} WHERE id = @id", ForUpdate, Expect.RefusedByServer),
+        ["view over a function, named as a U&\"...\" identifier"] = new(FunctionOverT + "CREATE VIEW {v} AS SELECT id, qty, done FROM {f}();", "SELECT id, qty FROM U&\"{v}\" WHERE id = @id", ForUpdate, Expect.RefusedByText),
         ["claim through a view over a function"] = new(FunctionOverT + "CREATE VIEW {v} AS SELECT id, qty, done FROM {f}();", "SELECT id, qty FROM {v} WHERE NOT done ORDER BY id", null, Expect.RefusedByServer),
     };
 

@@ -271,7 +271,7 @@ internal readonly struct LockedSelectRules
                 {
                     CheckFromGroup(i, close, of);
                 }
-                else if (clause == Clause.SelectList && StartsSubquery(i))
+                else if (clause == Clause.SelectList && HasSubquery(i, close))
                 {
                     throw Refuse("The SQL has a subquery in its select list: a locking clause does not lock the rows a subquery there reads, and after waiting for a lock "
                         + "PostgreSQL re-reads only the locked rows, so the subquery's values can be stale. Join the table in FROM (the clause then locks its rows), "
@@ -387,6 +387,20 @@ internal readonly struct LockedSelectRules
         }
     }
 
+    /// <summary>True when a subquery starts anywhere between the '(' at <paramref name="open"/> and its ')' at <paramref name="close"/>, nested in expressions too.</summary>
+    private bool HasSubquery(int open, int close)
+    {
+        for (var k = open; k < close; k++)
+        {
+            if (Kind(k) == SqlTokenKind.OpenParen && StartsSubquery(k))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     /// <summary>True when the '(' at <paramref name="open"/> starts a subquery (SELECT, WITH, VALUES or TABLE, maybe in more parentheses).</summary>
     private bool StartsSubquery(int open)
     {
@@ -450,6 +464,13 @@ internal readonly struct LockedSelectRules
         {
             var close = _tokens[end + 1].Match;
             var pure = (parts.Count == 1 || (parts.Count == 2 && parts[0] == "pg_catalog")) && SqlFunctionNames.IsSetReturning(parts[^1]);
+            if (pure && of is null && HasSubquery(end + 1, close))
+            {
+                throw Refuse($"The SQL passes a subquery to the function {parts[^1]}() in FROM: a locking clause does not lock the rows that subquery reads, "
+                    + "yet the function returns values from them. Join the table the subquery reads in FROM (the clause then locks its rows), "
+                    + $"or name the tables whose rows to lock with {UseOf}.");
+            }
+
             CheckFunctionItem(close, parts[^1] + "()", pure, of);
             return close;
         }
@@ -557,7 +578,7 @@ internal readonly struct LockedSelectRules
                 + $"Move the WITH to the top of the statement and name the tables to lock with {UseOf}.");
         }
 
-        if (!IsWord(first, "SELECT"))
+        if (!IsWord(first, "SELECT") && !IsWord(first, "TABLE"))
         {
             return; // VALUES has no table rows to lock; PostgreSQL ignores it.
         }
@@ -569,6 +590,13 @@ internal readonly struct LockedSelectRules
                 throw Refuse($"The subquery{Quoted(alias)} in FROM reads the WITH query '{Name(i)}', whose rows a locking clause does not reach. "
                     + "Join the table itself and name it (or its alias) in RowLockClause.Of(...), and leave this subquery out of Of.");
             }
+        }
+
+        if (IsWord(first, "TABLE"))
+        {
+            // TABLE name is SELECT * FROM name: the clause reaches the relation, which the server check must see (a view).
+            CheckFromItem(IsWord(first + 1, "ONLY") ? first + 2 : first + 1, last, of: null);
+            return;
         }
 
         // PostgreSQL pushes the clause down to every table of the subquery, with the same restrictions.
@@ -723,6 +751,14 @@ internal readonly struct LockedSelectRules
             });
         }
 
-        return span[0] == '"' ? span[1..^1].ToString().Replace("\"\"", "\"", StringComparison.Ordinal) : span.ToString();
+        if (span[0] != '"')
+        {
+            // U&"..." (maybe with UESCAPE): PostgreSQL decodes its escapes, so the name the checks would compare and send to the
+            // server check is not the one PostgreSQL resolves; an unresolved name is skipped there. Refuse rather than guess.
+            throw Refuse($"The SQL names a table, alias or WITH query with a Unicode-escaped identifier ({span}). RowLock cannot check what it names; "
+                + "write it as a plain \"quoted\" identifier with the characters themselves.");
+        }
+
+        return span[1..^1].ToString().Replace("\"\"", "\"", StringComparison.Ordinal);
     }
 }

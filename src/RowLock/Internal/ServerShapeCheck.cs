@@ -43,7 +43,8 @@ internal sealed class LockedRelations : IEquatable<LockedRelations>
 /// one round trip more (one per level of views inside views); later calls none. The cache is bounded (past
 /// <see cref="Capacity"/> entries it starts over) and lives as long as the process: a view redefined while the process runs
 /// is not read again. A verdict that depends on a name the server could not resolve (a missing table, a schema set with
-/// SET search_path) is not cached. The check runs inside a savepoint of its own, so a failure leaves the caller's
+/// SET search_path) is not cached; a SET search_path or a temporary relation (pg_temp comes first) that makes a cached name
+/// resolve to another relation later is not seen (documented in docs/sql-check.md: schema-qualify). The check runs inside a savepoint of its own, so a failure leaves the caller's
 /// transaction as it was; in an aborted transaction it fails with 25P02, as the locking statement would.
 /// </remarks>
 internal static class ServerShapeCheck
