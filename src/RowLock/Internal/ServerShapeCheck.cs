@@ -198,33 +198,12 @@ internal static class ServerShapeCheck
             }
             catch (PostgresException)
             {
-                await RollBackAsync(connection, transaction).ConfigureAwait(false);
+                await SavepointRollback.RollBackQuietlyAsync(connection, transaction, Savepoint).ConfigureAwait(false);
                 throw;
             }
         }
     }
 
-    /// <summary>Undoes a failed check (a cancel, a statement_timeout) so the caller's transaction stays as it was; fails quietly when the savepoint was never set.</summary>
-    private static async Task RollBackAsync(NpgsqlConnection connection, NpgsqlTransaction transaction)
-    {
-        if (connection.State != System.Data.ConnectionState.Open || TransactionGuard.IsCompleted(transaction))
-        {
-            return;
-        }
-
-        var rollback = new NpgsqlCommand($"ROLLBACK TO SAVEPOINT {Savepoint}; RELEASE SAVEPOINT {Savepoint}", connection, transaction);
-        await using (rollback.ConfigureAwait(false))
-        {
-            try
-            {
-                await rollback.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
-            }
-            catch (NpgsqlException)
-            {
-                // The savepoint was never set (the transaction was already aborted): the original error tells the story.
-            }
-        }
-    }
 
     private readonly record struct Key(string ConnectionString, LockedRelations Relations);
 }

@@ -220,7 +220,9 @@ public static class RowLockTransactionExtensions
                 }
                 catch (PostgresException)
                 {
-                    await RollBackToSavepointAsync(connection, transaction).ConfigureAwait(false);
+                    // Any other server error inside the savepoint (a failing function, a view the check could not see...):
+                    // roll back to it so the caller's transaction stays usable, then let the error go on.
+                    await SavepointRollback.RollBackQuietlyAsync(connection, transaction, Savepoint).ConfigureAwait(false);
                     throw;
                 }
 
@@ -238,7 +240,7 @@ public static class RowLockTransactionExtensions
                 }
                 catch (PostgresException)
                 {
-                    await RollBackToSavepointAsync(connection, transaction).ConfigureAwait(false);
+                    await SavepointRollback.RollBackQuietlyAsync(connection, transaction, Savepoint).ConfigureAwait(false);
                     throw;
                 }
 
@@ -247,32 +249,6 @@ public static class RowLockTransactionExtensions
         }
     }
 
-    /// <summary>
-    /// Any other server error inside the savepoint (a view hiding DISTINCT, an outer join's nullable side behind a view,
-    /// a function that fails...): roll back to the savepoint too, so the caller's transaction stays usable, then let the
-    /// error go on. If the savepoint was never set (the transaction was already aborted) or the connection broke, the
-    /// rollback fails and the original error tells the story.
-    /// </summary>
-    private static async Task RollBackToSavepointAsync(NpgsqlConnection connection, NpgsqlTransaction transaction)
-    {
-        if (connection.State != System.Data.ConnectionState.Open || TransactionGuard.IsCompleted(transaction))
-        {
-            return;
-        }
-
-        var rollback = new NpgsqlCommand($"ROLLBACK TO SAVEPOINT {Savepoint}; RELEASE SAVEPOINT {Savepoint}", connection, transaction);
-        await using (rollback.ConfigureAwait(false))
-        {
-            try
-            {
-                await rollback.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
-            }
-            catch (NpgsqlException)
-            {
-                // See above: the caller gets the original error.
-            }
-        }
-    }
 
     private static async Task<LockNotAvailableException> LockNotAvailableAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, RowLockClause clause, PostgresException error)
     {
