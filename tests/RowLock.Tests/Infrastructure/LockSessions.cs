@@ -79,20 +79,27 @@ public sealed class LockSessions(string connectionString, NpgsqlDataSource admin
         }
     }
 
-    public async ValueTask DisposeAsync()
+    public ValueTask DisposeAsync() => EndSessionsAsync(admin, Pids, _waits, _sessions.Values, Patience);
+
+    /// <summary>
+    /// Ends staged sessions: terminates their backends (so every lock and wait goes away at once), lets the waits they ran
+    /// finish (a termination error is expected), and closes their connections. <see cref="StagedLockChain"/> ends its own so.
+    /// </summary>
+    internal static async ValueTask EndSessionsAsync(NpgsqlDataSource admin, Dictionary<string, int> pids, IEnumerable<Task> waits,
+        IEnumerable<NpgsqlConnection> sessions, TimeSpan patience)
     {
-        if (Pids.Count > 0)
+        if (pids.Count > 0)
         {
             await using var kill = admin.CreateCommand("SELECT pg_terminate_backend(pid) FROM unnest($1) AS pid");
-            kill.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = [.. Pids.Values] });
+            kill.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = [.. pids.Values] });
             await kill.ExecuteNonQueryAsync();
         }
 
-        foreach (var wait in _waits)
+        foreach (var wait in waits)
         {
             try
             {
-                await wait.WaitAsync(Patience);
+                await wait.WaitAsync(patience);
             }
             catch (Exception e) when (e is NpgsqlException or InvalidOperationException)
             {
@@ -100,7 +107,7 @@ public sealed class LockSessions(string connectionString, NpgsqlDataSource admin
             }
         }
 
-        foreach (var connection in _sessions.Values)
+        foreach (var connection in sessions)
         {
             await connection.DisposeAsync();
         }

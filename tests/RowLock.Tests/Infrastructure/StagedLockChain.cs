@@ -133,30 +133,5 @@ public sealed class StagedLockChain : IAsyncDisposable
         }
     }
 
-    public async ValueTask DisposeAsync()
-    {
-        if (Pids.Count > 0)
-        {
-            await using var kill = _admin.CreateCommand("SELECT pg_terminate_backend(pid) FROM unnest($1) AS pid");
-            kill.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = [.. Pids.Values] });
-            await kill.ExecuteNonQueryAsync();
-        }
-
-        foreach (var wait in _waits)
-        {
-            try
-            {
-                await wait.WaitAsync(Patience);
-            }
-            catch (Exception e) when (e is NpgsqlException or InvalidOperationException)
-            {
-                // Terminated on purpose.
-            }
-        }
-
-        foreach (var connection in _sessions.Values)
-        {
-            await connection.DisposeAsync();
-        }
-    }
+    public ValueTask DisposeAsync() => LockSessions.EndSessionsAsync(_admin, Pids, _waits, _sessions.Values, Patience);
 }
