@@ -62,7 +62,7 @@ internal static class OverheadProfile
         {
             foreach (var (name, op) in layers.Where((_, i) => which.Contains(i.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal)))
             {
-                table.AppendLine(await AllocationTypes.ProfileAsync(name, 4000, op));
+                table.AppendLine(await AllocationTypes.ProfileAsync(name, int.TryParse(Environment.GetEnvironmentVariable("ROWLOCK_ALLOC_OPS"), out var n) ? n : 4000, op));
             }
         }
 
@@ -78,14 +78,14 @@ internal static class OverheadProfile
         const string sql = "SELECT v FROM bench_row WHERE id = 1";
         var assembly = typeof(RowLockClause).Assembly;
         var validate = assembly.GetType("RowLock.Internal.SqlText")!.GetMethod("ValidateSelect")!
-            .CreateDelegate<Action<string, string, RowLockClause, bool>>();
+            .CreateDelegate<Func<string, string, RowLockClause, bool, object>>();
         var cached = assembly.GetType("RowLock.Internal.ValidatedSelects")?.GetMethod("Validate")?
-            .CreateDelegate<Func<string, string, RowLockClause, bool, string>>();
+            .CreateDelegate<Func<string, string, RowLockClause, bool, object>>();
         var result = new StringBuilder("| SQL check of `" + sql + "`, FOR UPDATE | bytes/call | CPU ns/call |\n|---|---:|---:|\n");
-        result.AppendLine(Measure("lex and check (SqlText.ValidateSelect)", () => validate(sql, "selectSql", RowLockClause.ForUpdate, false)));
+        result.AppendLine(Measure("lex and check (SqlText.ValidateSelect)", () => _ = validate(sql, "selectSql", RowLockClause.ForUpdate, false)));
         if (cached is not null)
         {
-            result.AppendLine(Measure("cached (ValidatedSelects.Validate, a hit)", () => cached(sql, "selectSql", RowLockClause.ForUpdate, false)));
+            result.AppendLine(Measure("cached (ValidatedSelects.Validate, a hit)", () => _ = cached(sql, "selectSql", RowLockClause.ForUpdate, false)));
         }
 
         return result.ToString();

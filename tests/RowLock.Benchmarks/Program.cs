@@ -11,7 +11,8 @@ const string Usage = """
       --only KEY       one benchmark: overhead|overhead-bdn|hot-row|queue|advisory|ef|savepoint|network|semaphore|overhead-profile
       --scale X        multiply the timed durations of hot-row and network (and the network FIFO's job count) by X
       --repeats N      alternating repeats of the hot-row, FIFO, savepoint and network comparisons (default 3, quick 1)
-      --out PATH       where to write the report (default docs/benchmarks.md)
+      --out PATH       where to write the report (default: docs/benchmarks.md for a full run; a --quick or --only
+                       run is printed only, so a partial run never replaces the published report)
     """;
 if (args is [DelayProxy.ChildArgument, var proxyHost, var proxyPort])
 {
@@ -29,7 +30,7 @@ var quick = args.Contains("--quick");
 var only = Option("--only");
 var scale = double.Parse(Option("--scale") ?? "1", CultureInfo.InvariantCulture);
 int? repeats = Option("--repeats") is { } r ? int.Parse(r, CultureInfo.InvariantCulture) : null;
-var output = Option("--out") ?? Path.Combine(RepositoryRoot(), "docs", "benchmarks.md");
+var output = Option("--out") ?? (quick || only is not null ? null : Path.Combine(RepositoryRoot(), "docs", "benchmarks.md"));
 
 await using var server = await PostgresServer.StartAsync(new PostgresServerOptions
 {
@@ -77,10 +78,13 @@ foreach (var (key, title, run) in benchmarks.Where(b => only is null ? b.Key != 
 await dataSource.DisposeAsync();
 await server.DropDatabaseAsync(database);
 report.Replace("{END_LOAD}", LoadAverage());
-Directory.CreateDirectory(Path.GetDirectoryName(output)!);
-await File.WriteAllTextAsync(output, report.ToString());
 Console.WriteLine(report);
-Console.Error.WriteLine($"Written to {output}");
+if (output is not null)
+{
+    Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(output))!);
+    await File.WriteAllTextAsync(output, report.ToString());
+    Console.Error.WriteLine($"Written to {output}");
+}
 
 string? Option(string name)
 {

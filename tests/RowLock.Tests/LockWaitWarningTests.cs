@@ -63,6 +63,33 @@ public sealed class LockWaitWarningTests(DatabaseFixture db) : IClassFixture<Dat
     }
 
     [Fact]
+    public async Task Without_a_logger_a_long_wait_is_still_counted_for_a_metrics_listener()
+    {
+        // The watch is skipped only when nobody would hear it: a metrics listener alone is someone.
+        var table = await db.CreateHotRowTableAsync("count");
+        await using var sessions = new LockSessions(db.ConnectionString, db.DataSource);
+        await sessions.RunAsync("holder", $"BEGIN; UPDATE {table} SET v = v + 1 WHERE id = 1;");
+        var counted = new ConcurrentQueue<string?>();
+        using var listener = CountLongWaits(counted);
+        var runner = new TransactionRunner(db.DataSource, new TransactionRunnerOptions { LockWaitWarningThreshold = Threshold });
+
+        var run = runner.RunAsync(async (tx, ct) =>
+        {
+            await tx.LockRowsAsync<int>($"SELECT v FROM {table} WHERE id = 1", null, RowLockClause.ForUpdate, ct);
+        });
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (!counted.Contains("row"))
+        {
+            Assert.True(DateTime.UtcNow < deadline, "No long lock wait counted within 60 s.");
+            await Task.Delay(20);
+        }
+
+        Assert.False(run.IsCompleted);
+        await sessions.RunAsync("holder", "COMMIT");
+        await run.WaitAsync(TimeSpan.FromSeconds(60));
+    }
+
+    [Fact]
     public async Task A_wait_shorter_than_the_threshold_logs_nothing()
     {
         var table = await db.CreateHotRowTableAsync("quick");

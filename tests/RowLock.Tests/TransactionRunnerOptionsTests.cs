@@ -123,4 +123,87 @@ public sealed class TransactionRunnerOptionsTests(DatabaseFixture db) : IClassFi
         Assert.Same(unknown, error);
         Assert.Equal(1, runs);
     }
+
+    [Fact]
+    public async Task A_user_predicate_on_results_still_retries_a_first_attempt_that_returned()
+    {
+        // The runner runs the first attempt outside Polly; a result the user's predicate handles must still go to Polly.
+        var seen = new List<int>();
+        var options = new TransactionRunnerOptions
+        {
+            TimeProvider = new InstantTimeProvider(),
+            Retry =
+            {
+                ShouldHandle = args => ValueTask.FromResult(args.Outcome.Result is int n && n < 3),
+                OnRetry = args =>
+                {
+                    seen.Add(args.AttemptNumber);
+                    return default;
+                },
+            },
+        };
+        var runs = 0;
+
+        var result = await new TransactionRunner(db.DataSource, options).RunAsync((tx, ct) => Task.FromResult(++runs));
+
+        Assert.Equal(3, result);
+        Assert.Equal(3, runs);
+        Assert.Equal([0, 1], seen);
+    }
+
+    [Fact]
+    public async Task A_user_predicate_that_handles_no_result_ends_the_run_on_the_first_attempt()
+    {
+        var options = new TransactionRunnerOptions
+        {
+            TimeProvider = new InstantTimeProvider(),
+            Retry = { ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is not null) },
+        };
+        var runs = 0;
+
+        Assert.Equal(1, await new TransactionRunner(db.DataSource, options).RunAsync((tx, ct) => Task.FromResult(++runs)));
+        Assert.Equal(1, runs);
+    }
+
+    [Fact]
+    public async Task A_first_attempt_that_fails_is_retried_with_Pollys_attempt_numbers_and_counted_in_the_exhaustion()
+    {
+        var seen = new List<int>();
+        var options = new TransactionRunnerOptions
+        {
+            TimeProvider = new InstantTimeProvider(),
+            Retry =
+            {
+                MaxRetryAttempts = 1,
+                OnRetry = args =>
+                {
+                    seen.Add(args.AttemptNumber);
+                    return default;
+                },
+            },
+        };
+        var runs = 0;
+
+        var error = await Assert.ThrowsAsync<RetryLimitExceededException>(() => new TransactionRunner(db.DataSource, options).RunAsync(async (tx, ct) =>
+        {
+            runs++;
+            await tx.Connection!.ExecuteAsync(RaiseSerializationFailure, transaction: tx);
+        }));
+
+        Assert.Equal(2, runs);
+        Assert.Equal(2, error.Attempts);
+        Assert.Equal([0], seen);
+    }
+
+    [Fact]
+    public async Task A_token_cancelled_before_the_call_runs_no_attempt()
+    {
+        var runs = 0;
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => new TransactionRunner(db.DataSource).RunAsync((tx, ct) =>
+        {
+            runs++;
+            return Task.CompletedTask;
+        }, new CancellationToken(canceled: true)));
+        Assert.Equal(0, runs);
+    }
 }

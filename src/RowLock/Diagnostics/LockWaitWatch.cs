@@ -39,10 +39,29 @@ internal sealed class LockWaitWatch : IDisposable
     /// <paramref name="repeat"/> checks again every threshold until a wait is found (a unit of work may wait later on);
     /// otherwise the watch checks once (the caller is waiting from the start).
     /// </summary>
+    /// <remarks>Nothing is started when nobody would hear the warning (the logger does not log Warning and nothing listens to
+    /// <c>rowlock.lock.wait.long</c>): then a watch is pure cost, a timer per call.</remarks>
     public static LockWaitWatch? Start(NpgsqlDataSource dataSource, int pid, TimeSpan threshold, ILogger logger, string? kind, TimeProvider? time = null, bool repeat = false) =>
-        threshold <= TimeSpan.Zero || threshold == Timeout.InfiniteTimeSpan || pid == 0
+        threshold <= TimeSpan.Zero || threshold == Timeout.InfiniteTimeSpan || pid == 0 || !Heard(logger)
             ? null
             : new LockWaitWatch(dataSource, pid, threshold, logger, kind, time ?? TimeProvider.System, repeat);
+
+    private static bool Heard(ILogger logger)
+    {
+        if (RowLockTelemetry.LongLockWaits.Enabled)
+        {
+            return true;
+        }
+
+        try
+        {
+            return logger.IsEnabled(LogLevel.Warning);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            return false; // a failing logger never fails the caller's work
+        }
+    }
 
     public void Dispose()
     {

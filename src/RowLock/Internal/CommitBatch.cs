@@ -10,7 +10,7 @@ namespace RowLock.Internal;
 /// CommandComplete arrives): <see cref="NpgsqlException.BatchCommand"/> would say it directly, but only when the
 /// connection string sets Include Failed Batched Command.
 /// </summary>
-internal sealed class CommitBatch : IAsyncDisposable
+internal sealed class CommitBatch : IDisposable, IAsyncDisposable
 {
     /// <summary>Succeeds only in the transaction the runner began, which holds its savepoint; in another one (the work
     /// ended the runner's and began a new one) it fails with 3B001, so COMMIT never runs. Placed after the deferred writes:
@@ -27,7 +27,9 @@ internal sealed class CommitBatch : IAsyncDisposable
     public CommitBatch(NpgsqlConnection connection, NpgsqlTransaction transaction, IReadOnlyList<DeferredWrite> writes, bool checkRunnerSavepoint)
     {
         _transaction = transaction;
-        _batch = new NpgsqlBatch(connection, transaction);
+        // The connection's cached batch: a locking helper's batch earlier in the transaction left it there when disposed.
+        _batch = connection.CreateBatch();
+        _batch.Transaction = transaction;
         _writes = writes;
         foreach (var write in writes)
         {
@@ -55,30 +57,48 @@ internal sealed class CommitBatch : IAsyncDisposable
     {
         try
         {
-            // ExecuteNonQuery reads every statement's result (rows of a RETURNING or of the check are skipped) and throws
-            // the first server error; it allocates less than walking a reader.
             await _batch.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
         }
-        catch (PostgresException e) when (FailedBeforeCommit() || !RowLockPredicates.IsConnectionLoss(e))
+        catch (Exception e) when (Translate(e) is { } translated)
         {
-            if (FailedWrite() is { } write && RowCountCheck.Mismatch(e, write) is { } mismatch)
-            {
-                throw mismatch;
-            }
-
-            throw;
-        }
-        catch (NpgsqlException e) when (e is not PostgresException && NothingSent())
-        {
-            // Npgsql checks a batch (parameter count, ...) before writing any of it, and a failure while writing or reading
-            // breaks the connection: an unbroken connection still in the transaction never got the COMMIT.
-            throw;
-        }
-        catch (Exception e) when (e is NpgsqlException or IOException)
-        {
-            throw new CommitOutcomeUnknownException(e);
+            throw translated;
         }
 
+        return RowsWritten();
+    }
+
+    /// <summary>
+    /// Sends the batch, for a caller that reads it through itself in its own async method (the runner's attempt, which so
+    /// spares a state machine per commit): read every result set with <see cref="NpgsqlDataReader.NextResultAsync(CancellationToken)"/>
+    /// until it returns false, then dispose the reader. The first server error comes out as it is: pass it to <see cref="Translate"/>.
+    /// </summary>
+    public Task<NpgsqlDataReader> SendAsync() => _batch.ExecuteReaderAsync(CancellationToken.None);
+
+    /// <summary>
+    /// What a failure of <see cref="SendAsync"/> means, as <see cref="ExecuteAsync"/> documents: the exception to throw
+    /// instead (<see cref="UnexpectedRowCountException"/>, <see cref="CommitOutcomeUnknownException"/>), or null to
+    /// rethrow it as it is (nothing was committed, for certain).
+    /// </summary>
+    public Exception? Translate(Exception e)
+    {
+        switch (e)
+        {
+            case PostgresException pg when FailedBeforeCommit() || !RowLockPredicates.IsConnectionLoss(pg):
+                return FailedWrite() is { } write && RowCountCheck.Mismatch(pg, write) is { } mismatch ? mismatch : null;
+            case NpgsqlException when e is not PostgresException && NothingSent():
+                // Npgsql checks a batch (parameter count, ...) before writing any of it, and a failure while writing or reading
+                // breaks the connection: an unbroken connection still in the transaction never got the COMMIT.
+                return null;
+            case NpgsqlException or IOException:
+                return new CommitOutcomeUnknownException(e);
+            default:
+                return null;
+        }
+    }
+
+    /// <summary>After a successful <see cref="SendAsync"/>: the rows the deferred writes affected, summed.</summary>
+    public int RowsWritten()
+    {
         var rows = 0;
         foreach (var write in _writes)
         {
@@ -141,6 +161,9 @@ internal sealed class CommitBatch : IAsyncDisposable
     }
 
     private static bool Completed(NpgsqlBatchCommand command) => command.StatementType != StatementType.Unknown;
+
+    /// <summary>Hands the batch back to its connection's cache (Npgsql's batch disposal is synchronous).</summary>
+    public void Dispose() => _batch.Dispose();
 
     public ValueTask DisposeAsync() => _batch.DisposeAsync();
 }

@@ -98,7 +98,7 @@ internal static class DapperBatchCommands
     /// <summary>Records each execution; with a <c>paramName</c>, refuses what a final write cannot honour, naming that parameter.</summary>
     private sealed class RecordingCommand(List<NpgsqlBatchCommand> into, string? paramName) : DbCommand
     {
-        private readonly NpgsqlParameterCollection _parameters = new NpgsqlCommand().Parameters;
+        private readonly NpgsqlParameterCollection _parameters = new NpgsqlBatchCommand().Parameters;
 
         [AllowNull]
         public override string CommandText { get; set; } = string.Empty;

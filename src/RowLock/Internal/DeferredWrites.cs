@@ -16,29 +16,30 @@ namespace RowLock.Internal;
 /// <para>The transaction object is also registered while the attempt runs, so that <c>ExecuteAndCommitAsync</c> can refuse
 /// to commit a transaction a runner owns.</para>
 /// </remarks>
-internal sealed class DeferredWrites
+internal class DeferredWrites
 {
     private static readonly ConditionalWeakTable<NpgsqlTransaction, DeferredWrites> Running = new();
 
-    private readonly List<DeferredWrite> _writes = [];
+    private List<DeferredWrite>? _writes;
     private bool _sealed;
 
-    private DeferredWrites(NpgsqlTransaction transaction) => Transaction = transaction;
+    /// <summary>The attempt's own queue: the attempt scope itself (<see cref="UnitOfWorkRetrier.AttemptScope"/> derives from
+    /// this class, which spares an object per attempt), or a queue of its own outside any runner's retry loop.</summary>
+    protected DeferredWrites()
+    {
+    }
 
-    /// <summary>The transaction of the attempt; compared by reference with the one a deferral names.</summary>
-    public NpgsqlTransaction Transaction { get; }
+    /// <summary>The transaction of the attempt, once it has begun; compared by reference with the one a deferral names.</summary>
+    public NpgsqlTransaction? Transaction { get; private set; }
 
-    public IReadOnlyList<DeferredWrite> Writes => _writes;
+    /// <summary>The queued writes; read once the queue is sealed. No list is allocated until a write is deferred.</summary>
+    public IReadOnlyList<DeferredWrite> Writes => (IReadOnlyList<DeferredWrite>?)_writes ?? [];
 
     /// <summary>Opens the queue of the attempt running on <paramref name="transaction"/> and binds it to that attempt.</summary>
     public static DeferredWrites Begin(NpgsqlTransaction transaction)
     {
-        var writes = new DeferredWrites(transaction);
-        if (UnitOfWorkRetrier.CurrentAttempt is { } attempt)
-        {
-            attempt.Writes = writes;
-        }
-
+        var writes = (DeferredWrites?)UnitOfWorkRetrier.CurrentAttempt ?? new DeferredWrites();
+        writes.Transaction = transaction;
         Running.AddOrUpdate(transaction, writes);
         return writes;
     }
@@ -47,9 +48,9 @@ internal sealed class DeferredWrites
     public static void End(DeferredWrites writes)
     {
         writes.Seal();
-        if (Running.TryGetValue(writes.Transaction, out var current) && ReferenceEquals(current, writes))
+        if (writes.Transaction is { } transaction && Running.TryGetValue(transaction, out var current) && ReferenceEquals(current, writes))
         {
-            Running.Remove(writes.Transaction);
+            Running.Remove(transaction);
         }
     }
 
@@ -62,8 +63,8 @@ internal sealed class DeferredWrites
     /// </summary>
     public static DeferredWrites ForDeferral(NpgsqlTransaction transaction)
     {
-        var writes = UnitOfWorkRetrier.CurrentAttempt?.Writes;
-        if (writes is null || !ReferenceEquals(writes.Transaction, transaction))
+        DeferredWrites? writes = UnitOfWorkRetrier.CurrentAttempt;
+        if (writes?.Transaction is null || !ReferenceEquals(writes.Transaction, transaction))
         {
             throw new InvalidOperationException(
                 "DeferUntilCommit works on the transaction a TransactionRunner gives its unit of work, called from that work: the runner sends deferred writes with its COMMIT. "
@@ -79,17 +80,19 @@ internal sealed class DeferredWrites
     /// and is queued under the lock only if the queue is still open, so it is either sent or refused.</remarks>
     public void Add(List<DeferredWrite> recorded)
     {
-        lock (_writes)
+        // This internal object is never handed out, so nobody else locks on it; a lock object of its own would cost an allocation per attempt.
+        lock (this)
         {
             ThrowIfSealed();
-            _writes.AddRange(recorded);
+            (_writes ??= []).AddRange(recorded);
         }
     }
 
     /// <summary>No write may be added once the commit batch is being built.</summary>
     public void Seal()
     {
-        lock (_writes)
+        // This internal object is never handed out, so nobody else locks on it; a lock object of its own would cost an allocation per attempt.
+        lock (this)
         {
             _sealed = true;
         }

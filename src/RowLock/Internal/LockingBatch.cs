@@ -26,58 +26,81 @@ internal static class LockingBatch
     /// </summary>
     public static async Task<IReadOnlyList<T>> QueryAsync<T>(NpgsqlConnection connection, NpgsqlTransaction transaction,
         string lockingSql, object? param, string paramName, ReadOnlyMemory<string> before, int resultSetsBefore, ReadOnlyMemory<string> after,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken, bool recordRowLockWait = false)
     {
-        var batch = new NpgsqlBatch(connection, transaction);
-        await using (batch.ConfigureAwait(false))
+        // With recordRowLockWait (a plain row lock: no statement of RowLock's around it), this method is the helper's only
+        // async layer, so it records rowlock.lock.wait.duration itself: the client-side time of the round trip, whatever the outcome.
+        var start = recordRowLockWait ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
+        try
         {
-            foreach (var sql in before.Span)
+            // The connection's cached batch (Npgsql keeps one per connection object): the runner's commit batch reuses it.
+            var batch = connection.CreateBatch();
+            batch.Transaction = transaction;
+            await using (batch.ConfigureAwait(false))
             {
-                batch.BatchCommands.Add(new NpgsqlBatchCommand(sql));
-            }
-
-            batch.BatchCommands.Add(Command(lockingSql, param, paramName));
-            foreach (var sql in after.Span)
-            {
-                batch.BatchCommands.Add(new NpgsqlBatchCommand(sql));
-            }
-
-            NpgsqlDataReader reader;
-            try
-            {
-                reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-            }
-            catch (NotSupportedException e) when (e.Message.Contains("multiple SQL statements", StringComparison.Ordinal))
-            {
-                throw new ArgumentException(
-                    "Npgsql reads more than one statement in the SQL (it found a ';' outside what it takes for strings and comments), where RowLock and PostgreSQL read one. "
-                    + "Nothing was sent. Pass the value as a parameter instead of a literal, or write the literal without E'' strings and dollar quotes right after a name.",
-                    paramName, e);
-            }
-
-            await using (reader.ConfigureAwait(false))
-            {
-                for (var i = 0; i < resultSetsBefore; i++)
+                foreach (var sql in before.Span)
                 {
-                    await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                    batch.BatchCommands.Add(new NpgsqlBatchCommand(sql));
                 }
 
-                var rows = new List<T>();
-                // The non-generic parser: Dapper's GetRowParser<T> throws InvalidCastException for the simple types it maps
-                // through object (string, for one), which the generic Query<T> maps fine.
-                var parse = reader.GetRowParser(typeof(T));
-                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                batch.BatchCommands.Add(Command(lockingSql, param, paramName));
+                foreach (var sql in after.Span)
                 {
-                    rows.Add((T)parse(reader));
+                    batch.BatchCommands.Add(new NpgsqlBatchCommand(sql));
                 }
 
-                while (await reader.NextResultAsync(cancellationToken).ConfigureAwait(false))
+                NpgsqlDataReader reader;
+                try
                 {
-                    // Restores and releases after the lock: read through, so that an error there surfaces here.
+                    reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                }
+                catch (NotSupportedException e) when (e.Message.Contains("multiple SQL statements", StringComparison.Ordinal))
+                {
+                    throw new ArgumentException(
+                        "Npgsql reads more than one statement in the SQL (it found a ';' outside what it takes for strings and comments), where RowLock and PostgreSQL read one. "
+                        + "Nothing was sent. Pass the value as a parameter instead of a literal, or write the literal without E'' strings and dollar quotes right after a name.",
+                        paramName, e);
                 }
 
-                return rows;
+                await using (reader.ConfigureAwait(false))
+                {
+                    for (var i = 0; i < resultSetsBefore; i++)
+                    {
+                        await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                    }
+
+                    var rows = new List<T>();
+                    // The non-generic parser: Dapper's GetRowParser<T> throws InvalidCastException for the simple types it maps
+                    // through object (string, for one), which the generic Query<T> maps fine.
+                    var parse = reader.GetRowParser(typeof(T));
+                    while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                    {
+                        rows.Add((T)parse(reader));
+                    }
+
+                    while (await reader.NextResultAsync(cancellationToken).ConfigureAwait(false))
+                    {
+                        // Restores and releases after the lock: read through, so that an error there surfaces here.
+                    }
+
+                    if (recordRowLockWait)
+                    {
+                        RowLockHistograms.RecordLockWait(start, "row", "acquired");
+                    }
+
+                    return rows;
+                }
             }
+        }
+        catch (PostgresException e) when (recordRowLockWait && e.SqlState == PostgresErrorCodes.ReadOnlySqlTransaction)
+        {
+            RowLockHistograms.RecordLockWait(start, "row", "error");
+            throw ReadOnly.Exception(e);
+        }
+        catch (Exception e) when (recordRowLockWait)
+        {
+            RowLockHistograms.RecordLockWait(start, "row", RowLockHistograms.FailureOutcome(e));
+            throw;
         }
     }
 
@@ -87,6 +110,13 @@ internal static class LockingBatch
     /// </summary>
     private static NpgsqlBatchCommand Command(string lockingSql, object? param, string paramName)
     {
+        if (param is null)
+        {
+            // Dapper sends SQL without parameters as it is (a validated locking SELECT has whitespace, so Dapper would not
+            // take it for a stored procedure's name): no recording needed.
+            return new NpgsqlBatchCommand(lockingSql);
+        }
+
         var recorded = new List<DeferredWrite>(1);
         DapperBatchCommands.Record(recorded, lockingSql, param, expectedRows: null, paramName == "selectSql" ? "param" : paramName);
         if (recorded.Count != 1)

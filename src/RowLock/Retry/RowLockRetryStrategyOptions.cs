@@ -70,6 +70,9 @@ public class RowLockRetryStrategyOptions : RetryStrategyOptions
         return copy;
     }
 
+    /// <summary>Is <see cref="RetryStrategyOptions{TResult}.ShouldHandle"/> RowLock's default, which never retries a result (only exceptions)?</summary>
+    internal bool HandlesOnlyExceptions => ShouldHandle == _defaultShouldHandle;
+
     private Func<RetryPredicateArguments<object>, ValueTask<bool>> DefaultShouldHandle() =>
         args => new ValueTask<bool>(args.Outcome.Exception is { } e && ShouldRetry(e));
 }

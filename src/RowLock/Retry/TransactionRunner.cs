@@ -59,7 +59,7 @@ public sealed class TransactionRunner
         // Not async, to spare a layer per run; a missing work still comes out as a faulted task, as from an async method.
         return work is null
             ? Task.FromException<T>(new ArgumentNullException(nameof(work)))
-            : RunCoreAsync(null, work, cancellationToken);
+            : RunCoreAsync(null, new UnitOfWork<T>(work), cancellationToken);
     }
 
     /// <summary>
@@ -93,7 +93,7 @@ public sealed class TransactionRunner
             return Task.FromException<T>(e);
         }
 
-        return RunCoreAsync(operationName, work, cancellationToken);
+        return RunCoreAsync(operationName, new UnitOfWork<T>(work), cancellationToken);
     }
 
     /// <summary>Runs <paramref name="work"/>, which returns nothing, under a name (see <see cref="RunAsync{T}(string, Func{NpgsqlTransaction, CancellationToken, Task{T}}, CancellationToken)"/>).</summary>
@@ -110,14 +110,10 @@ public sealed class TransactionRunner
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(operationName);
         ArgumentNullException.ThrowIfNull(work);
-        return RunCoreAsync<bool>(operationName, async (tx, ct) =>
-        {
-            await work(tx, ct).ConfigureAwait(false);
-            return true;
-        }, cancellationToken);
+        return RunCoreAsync(operationName, new UnitOfWork<bool>(work), cancellationToken);
     }
 
-    private Task<T> RunCoreAsync<T>(string? operationName, Func<NpgsqlTransaction, CancellationToken, Task<T>> work, CancellationToken cancellationToken) =>
+    private Task<T> RunCoreAsync<T>(string? operationName, UnitOfWork<T> work, CancellationToken cancellationToken) =>
         _retrier.RunAsync(
             static (s, token) => UnitOfWorkAttempt.RunAsync(s.Runner._dataSource, s.Runner._retrier.Options.IsolationLevel, s.Runner._retrier.Logger, s.Work, token, s.Runner._retrier.Options.LockWaitWarningThreshold),
             (Runner: this, Work: work),
@@ -137,10 +133,6 @@ public sealed class TransactionRunner
     public Task RunAsync(Func<NpgsqlTransaction, CancellationToken, Task> work, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(work);
-        return RunCoreAsync<bool>(null, async (tx, ct) =>
-        {
-            await work(tx, ct).ConfigureAwait(false);
-            return true;
-        }, cancellationToken);
+        return RunCoreAsync(null, new UnitOfWork<bool>(work), cancellationToken);
     }
 }

@@ -1,5 +1,6 @@
 using System.Data;
 using System.Diagnostics;
+using System.Runtime.ExceptionServices;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 
@@ -30,93 +31,215 @@ internal static class UnitOfWorkAttempt
     /// <summary>The savepoint that marks the runner's transaction; the commit batch releases it (<see cref="CommitBatch"/>).</summary>
     public const string SavepointName = "rowlock_unit_of_work";
 
-    public static async Task<T> RunAsync<T>(
+    /// <summary>One attempt of <see cref="TransactionRunner"/>: a connection from <paramref name="dataSource"/>, BEGIN, the work, the commit protocol.</summary>
+    public static Task<T> RunAsync<T>(
         NpgsqlDataSource dataSource,
         IsolationLevel isolationLevel,
         ILogger logger,
-        Func<NpgsqlTransaction, CancellationToken, Task<T>> work,
+        UnitOfWork<T> work,
         CancellationToken cancellationToken,
-        TimeSpan lockWaitWarningThreshold = default)
+        TimeSpan lockWaitWarningThreshold = default) =>
+        AttemptAsync(dataSource, null, isolationLevel, lockWaitWarningThreshold, logger, work, cancellationToken);
+
+    /// <summary>
+    /// The attempt on a transaction just begun (by the EF Core package's runner): mark it, run the work, then the commit
+    /// protocol. Every failure comes out classified: retryable, unknown, or the work's own.
+    /// </summary>
+    public static Task<T> RunInTransactionAsync<T>(
+        NpgsqlTransaction transaction,
+        ILogger logger,
+        Func<CancellationToken, Task<T>> work,
+        CancellationToken cancellationToken) =>
+        AttemptAsync(null, transaction, default, default, logger, new UnitOfWork<T>(work), cancellationToken);
+
+    /// <summary>
+    /// The whole attempt in one async method, so that an attempt costs one state machine of RowLock's own: open and
+    /// BEGIN (when <paramref name="begun"/> is null), the marker, the work, the checks, the commit round trip.
+    /// </summary>
+    private static async Task<T> AttemptAsync<T>(
+        NpgsqlDataSource? dataSource,
+        NpgsqlTransaction? begun,
+        IsolationLevel isolationLevel,
+        TimeSpan lockWaitWarningThreshold,
+        ILogger logger,
+        UnitOfWork<T> work,
+        CancellationToken cancellationToken)
     {
-        var connection = await OpenAsync(dataSource, cancellationToken).ConfigureAwait(false);
-        await using (connection.ConfigureAwait(false))
+        // Failures are caught into a local and handled after the try by a method of their own (no await inside a catch):
+        // the rare paths then add nothing to this method's state machine, allocated once per attempt.
+        NpgsqlConnection? owned = null;
+        LockWaitWatch? watch = null;
+        NpgsqlTransaction transaction;
+        if (begun is null)
         {
-            using var watch = LockWaitWatch.Start(dataSource, connection.ProcessID, lockWaitWarningThreshold, logger, kind: null, repeat: true);
-            var transaction = await connection.BeginTransactionAsync(isolationLevel, cancellationToken).ConfigureAwait(false);
-            await using (transaction.ConfigureAwait(false))
+            try
             {
-                return await RunInTransactionAsync(transaction, logger, ct => work(transaction, ct), cancellationToken).ConfigureAwait(false);
+                owned = await dataSource!.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (NpgsqlException e) when (IsOpenFailure(e, cancellationToken))
+            {
+                // A connection that cannot be had is a certain "nothing sent" (see IsOpenFailure).
+                throw ConnectionLostBeforeCommitException.CannotOpen(e);
+            }
+
+            try
+            {
+                watch = LockWaitWatch.Start(dataSource, owned.ProcessID, lockWaitWarningThreshold, logger, kind: null, repeat: true);
+
+                // Npgsql sends nothing here: BEGIN is prepended to the work's first statement.
+                transaction = owned.BeginTransaction(isolationLevel);
+            }
+            catch
+            {
+                watch?.Dispose();
+                owned.Dispose();
+                throw;
+            }
+        }
+        else
+        {
+            transaction = begun;
+        }
+
+        try
+        {
+            var connection = transaction.Connection ?? throw new InvalidOperationException("The runner's transaction has no connection.");
+            var writes = DeferredWrites.Begin(transaction);
+            try
+            {
+                // Prepended, not sent: it travels with BEGIN in front of the work's first statement.
+                transaction.Save(SavepointName);
+                var started = Stopwatch.GetTimestamp();
+
+                T result;
+                Exception? failure = null;
+                try
+                {
+                    var running = work.Start(transaction, cancellationToken);
+                    await running.ConfigureAwait(false);
+                    result = work.ResultOf(running);
+                }
+                catch (Exception e) when (BrokeTheConnection(e, connection, cancellationToken))
+                {
+                    // Npgsql broke the connection (a statement got no answer within Command Timeout and the cancel did not get
+                    // through either): the server rolls back whatever it still holds; nothing was committed. A command timeout
+                    // whose cancel worked leaves the connection open and is not retried (like 57014).
+                    throw ConnectionLostBeforeCommitException.BrokeDuringWork(e);
+                }
+                catch (Exception e)
+                {
+                    failure = e;
+                    result = default!;
+                }
+
+                if (failure is not null)
+                {
+                    ExceptionDispatchInfo.Throw(await WorkFailedAsync(failure, connection, transaction).ConfigureAwait(false));
+                }
+
+                ThrowIfConnectionLost(connection, transaction);
+                if (TransactionGuard.IsCompleted(transaction))
+                {
+                    throw await EndedByTheWorkAsync(connection, started).ConfigureAwait(false);
+                }
+
+                // The commit round trip: the deferred writes, the check and COMMIT (see CommitBatch).
+                writes.Seal();
+                using var batch = new CommitBatch(connection, transaction, writes.Writes, checkRunnerSavepoint: true);
+                try
+                {
+                    // What ExecuteNonQuery does, inline: every result read (their errors surface), the reader disposed.
+                    var reader = await batch.SendAsync().ConfigureAwait(false);
+                    try
+                    {
+                        while (await reader.NextResultAsync(CancellationToken.None).ConfigureAwait(false))
+                        {
+                        }
+                    }
+                    finally
+                    {
+                        await reader.DisposeAsync().ConfigureAwait(false);
+                    }
+                }
+                catch (Exception e)
+                {
+                    failure = e;
+                }
+
+                if (failure is not null)
+                {
+                    ExceptionDispatchInfo.Throw(await CommitFailedAsync(failure, batch, transaction, logger).ConfigureAwait(false));
+                }
+
+                return result;
+            }
+            finally
+            {
+                DeferredWrites.End(writes);
+            }
+        }
+        finally
+        {
+            if (owned is not null)
+            {
+                try
+                {
+                    await transaction.DisposeAsync().ConfigureAwait(false);
+                }
+                finally
+                {
+                    watch?.Dispose();
+                    await owned.DisposeAsync().ConfigureAwait(false);
+                }
             }
         }
     }
 
     /// <summary>
-    /// The attempt on a transaction just begun (by the runner, or by EF for the EF Core package's runner): mark it, run
-    /// the work, then the commit protocol. Every failure comes out classified: retryable, unknown, or the work's own.
+    /// The work threw: roll back, and tell a database error the work caught and carried on from (the transaction is
+    /// aborted) from the work's own failure. Returns the exception to throw (the work's own, as it is, unless swallowed).
     /// </summary>
-    public static async Task<T> RunInTransactionAsync<T>(
-        NpgsqlTransaction transaction,
-        ILogger logger,
-        Func<CancellationToken, Task<T>> work,
-        CancellationToken cancellationToken)
+    private static async Task<Exception> WorkFailedAsync(Exception e, NpgsqlConnection connection, NpgsqlTransaction transaction)
     {
-        var connection = transaction.Connection ?? throw new InvalidOperationException("The runner's transaction has no connection.");
-        var writes = DeferredWrites.Begin(transaction);
-        try
-        {
-            return await RunMarkedAsync(connection, transaction, writes, logger, work, cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            DeferredWrites.End(writes);
-        }
+        var swallowed = RowLockPredicates.FindSqlState(e) == PostgresErrorCodes.InFailedSqlTransaction
+            && await IsAbortedAsync(connection, transaction).ConfigureAwait(false);
+        await RollBackQuietlyAsync(transaction).ConfigureAwait(false);
+        return swallowed ? SwallowedError(e) : e;
     }
 
-    private static async Task<T> RunMarkedAsync<T>(
-        NpgsqlConnection connection,
-        NpgsqlTransaction transaction,
-        DeferredWrites writes,
-        ILogger logger,
-        Func<CancellationToken, Task<T>> work,
-        CancellationToken cancellationToken)
+    /// <summary>
+    /// The commit round trip failed: classify it (see <see cref="CommitBatch"/>). Returns the exception to throw: an unknown
+    /// outcome (logged), or, with the transaction rolled back for certain, the failure itself or what it proves (a swallowed
+    /// error, a foreign transaction).
+    /// </summary>
+    private static async Task<Exception> CommitFailedAsync(Exception sent, CommitBatch batch, NpgsqlTransaction transaction, ILogger logger)
     {
-        // Prepended, not sent: it travels with BEGIN in front of the work's first statement.
-        transaction.Save(SavepointName);
-        var started = Stopwatch.GetTimestamp();
+        var e = batch.Translate(sent) ?? sent;
+        if (e is CommitOutcomeUnknownException unknown)
+        {
+            RunnerLog.CommitOutcomeUnknown(logger, unknown.InnerException ?? unknown);
+            return unknown;
+        }
 
-        T result;
-        try
+        // Nothing was committed, for certain: a deferred write or the check failed and the server skipped COMMIT
+        // (or ended the session first), COMMIT itself was refused, or Npgsql refused the batch before sending it.
+        // A deferred write's 40001 or 40P01 is retried like any other; a session-ending error is a retryable
+        // connection loss; a row count mismatch is retried only when asked; anything else propagates as it is.
+        await RollBackQuietlyAsync(transaction).ConfigureAwait(false);
+        if (e is PostgresException pg && batch.FailedBeforeCommit())
         {
-            result = await work(cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception e) when (BrokeTheConnection(e, connection, cancellationToken))
-        {
-            // Npgsql broke the connection (a statement got no answer within Command Timeout and the cancel did not get
-            // through either): the server rolls back whatever it still holds; nothing was committed. A command timeout
-            // whose cancel worked leaves the connection open and is not retried (like 57014).
-            throw ConnectionLostBeforeCommitException.BrokeDuringWork(e);
-        }
-        catch (Exception e)
-        {
-            var swallowed = RowLockPredicates.FindSqlState(e) == PostgresErrorCodes.InFailedSqlTransaction
-                && await IsAbortedAsync(connection, transaction).ConfigureAwait(false);
-            await RollBackQuietlyAsync(transaction).ConfigureAwait(false);
-            if (swallowed)
+            if (pg.SqlState == PostgresErrorCodes.InFailedSqlTransaction)
             {
-                throw SwallowedError(e);
+                return SwallowedError(pg);
             }
 
-            throw;
+            if (batch.CheckFailed() && pg.SqlState == PostgresErrorCodes.InvalidSavepointSpecification)
+            {
+                return ForeignTransaction(pg);
+            }
         }
 
-        ThrowIfConnectionLost(connection, transaction);
-        if (TransactionGuard.IsCompleted(transaction))
-        {
-            throw await EndedByTheWorkAsync(connection, started).ConfigureAwait(false);
-        }
-
-        await CommitAsync(connection, transaction, writes, logger).ConfigureAwait(false);
-        return result;
+        return e;
     }
 
     /// <summary>A non-server failure (possibly wrapped, e.g. by EF) after which Npgsql marked the connection broken.</summary>
@@ -138,67 +261,14 @@ internal static class UnitOfWorkAttempt
         return false;
     }
 
-    /// <summary>Is this failure to open a connection a certain "nothing sent" that a new attempt may cure?</summary>
+    /// <summary>
+    /// Is this failure to open a connection a certain "nothing sent" that a new attempt may cure? A connection that cannot
+    /// be had is retryable, whatever Npgsql says (during a failover "No suitable host was found" carries no inner exception
+    /// and is not transient for Npgsql). Server refusals that a retry cannot cure (authentication, class 28; no such
+    /// database, 3D000) stay as they are.
+    /// </summary>
     public static bool IsOpenFailure(Exception e, CancellationToken cancellationToken) =>
         e is NpgsqlException and not PostgresException && !RowLockPredicates.IsConnectionLoss(e) && !cancellationToken.IsCancellationRequested;
-
-    /// <summary>
-    /// A connection that cannot be had is a certain "nothing sent": retryable, whatever Npgsql says (during a failover
-    /// "No suitable host was found" carries no inner exception and is not transient for Npgsql). Server refusals that a
-    /// retry cannot cure (authentication, class 28; no such database, 3D000) stay as they are.
-    /// </summary>
-    private static async Task<NpgsqlConnection> OpenAsync(NpgsqlDataSource dataSource, CancellationToken cancellationToken)
-    {
-        try
-        {
-            return await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        }
-        catch (NpgsqlException e) when (IsOpenFailure(e, cancellationToken))
-        {
-            throw ConnectionLostBeforeCommitException.CannotOpen(e);
-        }
-    }
-
-    /// <summary>The deferred writes, the check and COMMIT in one round trip (see <see cref="CommitBatch"/>).</summary>
-    private static async Task CommitAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, DeferredWrites writes, ILogger logger)
-    {
-        writes.Seal();
-        var batch = new CommitBatch(connection, transaction, writes.Writes, checkRunnerSavepoint: true);
-        await using (batch.ConfigureAwait(false))
-        {
-            try
-            {
-                await batch.ExecuteAsync().ConfigureAwait(false);
-            }
-            catch (CommitOutcomeUnknownException e)
-            {
-                RunnerLog.CommitOutcomeUnknown(logger, e.InnerException ?? e);
-                throw;
-            }
-            catch (Exception e)
-            {
-                // Nothing was committed, for certain: a deferred write or the check failed and the server skipped COMMIT
-                // (or ended the session first), COMMIT itself was refused, or Npgsql refused the batch before sending it.
-                // A deferred write's 40001 or 40P01 is retried like any other; a session-ending error is a retryable
-                // connection loss; a row count mismatch is retried only when asked; anything else propagates as it is.
-                await RollBackQuietlyAsync(transaction).ConfigureAwait(false);
-                if (e is PostgresException pg && batch.FailedBeforeCommit())
-                {
-                    if (pg.SqlState == PostgresErrorCodes.InFailedSqlTransaction)
-                    {
-                        throw SwallowedError(pg);
-                    }
-
-                    if (batch.CheckFailed() && pg.SqlState == PostgresErrorCodes.InvalidSavepointSpecification)
-                    {
-                        throw ForeignTransaction(pg);
-                    }
-                }
-
-                throw;
-            }
-        }
-    }
 
     /// <summary>
     /// The work ended the transaction with a statement of its own (Npgsql saw the session leave it). When the work

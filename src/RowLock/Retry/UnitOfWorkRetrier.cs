@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Polly;
+using Polly.Retry;
 
 namespace RowLock.Internal;
 
@@ -27,6 +28,12 @@ internal sealed class UnitOfWorkRetrier
 
     private readonly ResiliencePipeline _pipeline;
 
+    /// <summary>The retry strategy's predicate, as Polly calls it (with RowLock's veto on unknown commit outcomes).</summary>
+    private readonly Func<RetryPredicateArguments<object>, ValueTask<bool>> _shouldHandle;
+
+    /// <summary>The predicate is RowLock's own, which looks only at exceptions: a first attempt that returned is final.</summary>
+    private readonly bool _resultsNeverRetried;
+
     public UnitOfWorkRetrier(TransactionRunnerOptions options, ILogger? logger)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -39,7 +46,8 @@ internal sealed class UnitOfWorkRetrier
         // the unit of work twice. This veto is the one decision a user's predicate cannot override.
         var retry = Options.Retry.Snapshot();
         var decide = retry.ShouldHandle;
-        retry.ShouldHandle = args => args.Outcome.Exception is CommitOutcomeUnknownException ? new ValueTask<bool>(false) : decide(args);
+        _resultsNeverRetried = retry.HandlesOnlyExceptions;
+        retry.ShouldHandle = _shouldHandle = args => args.Outcome.Exception is CommitOutcomeUnknownException ? new ValueTask<bool>(false) : decide(args);
         _pipeline = new ResiliencePipelineBuilder
         {
             TimeProvider = Options.TimeProvider,
@@ -74,44 +82,51 @@ internal sealed class UnitOfWorkRetrier
         }
 
         using var scope = BeginScope(operationName);
-        var run = new UnitOfWorkRun { OperationName = operationName };
+        UnitOfWorkRun? run = null;
         // The operation name is Polly's operation key, so Polly's own telemetry carries it too.
         var context = ResilienceContextPool.Shared.Get(operationName, cancellationToken);
-        context.Properties.Set(UnitOfWorkRun.Key, run);
         try
         {
-            // ExecuteOutcomeAsync with object, the retry strategy's own result type: Polly then calls the strategy directly,
-            // without the wrapping and converting async layers ExecuteAsync<T> adds, and the callback turns exceptions into
-            // outcomes itself, as ExecuteAsync does. ThrowIfException rethrows the attempt's exception with its stack trace.
-            var result = await _pipeline.ExecuteOutcomeAsync(
-                static async (_, s) =>
+            // The first attempt runs here, without Polly: most units of work commit on their first attempt, and Polly's
+            // layers (an async state machine each, the outcome boxed to object) are then pure cost. An outcome the retry
+            // strategy would handle (any failure; a result only under a predicate of the user's) is handed to Polly as its
+            // first attempt's outcome, so from there on Polly decides exactly as if it had run that attempt itself (delays,
+            // attempt numbers, OnRetry, telemetry). One difference: OnRetryArguments.Duration of that first retry is zero.
+            cancellationToken.ThrowIfCancellationRequested();
+            Outcome<object?> first;
+            var attemptScope = new AttemptScope();
+            Current.Value = attemptScope;
+            try
+            {
+                var value = await attempt(state, cancellationToken).ConfigureAwait(false);
+                if (_resultsNeverRetried)
                 {
-                    var scope = new AttemptScope();
-                    Current.Value = scope;
-                    try
-                    {
-                        return Outcome.FromResult<object?>(await s.Attempt(s.State, s.Token).ConfigureAwait(false));
-                    }
-                    catch (Exception e)
-                    {
-                        return Outcome.FromException<object?>(e);
-                    }
-                    finally
-                    {
-                        scope.Running = false;
-                    }
-                },
-                context,
-                (Attempt: attempt, State: state, Token: cancellationToken)).ConfigureAwait(false);
-            result.ThrowIfException();
+                    activity?.SetTag("rowlock.attempts", 1);
+                    outcome = "committed";
+                    return value;
+                }
+
+                first = Outcome.FromResult<object?>(value);
+            }
+            catch (Exception e)
+            {
+                first = Outcome.FromException<object?>(e);
+            }
+            finally
+            {
+                attemptScope.Running = false;
+            }
+
+            run = new UnitOfWorkRun { OperationName = operationName };
+            var result = await RetryAsync(first, run, attempt, state, context, cancellationToken).ConfigureAwait(false);
             activity?.SetTag("rowlock.attempts", run.Attempts);
             outcome = "committed";
-            return (T)result.Result!;
+            return result;
         }
         catch (Exception e)
         {
             failure = e;
-            activity?.SetTag("rowlock.attempts", run.Attempts);
+            activity?.SetTag("rowlock.attempts", run is { Attempts: > 0 } ? run.Attempts : 1);
             activity?.SetStatus(ActivityStatusCode.Error, e.GetType().Name);
             outcome = e switch
             {
@@ -119,7 +134,7 @@ internal sealed class UnitOfWorkRetrier
                 CommitOutcomeUnknownException => "unknown",
                 _ => "failed",
             };
-            if (e is OperationCanceledException || !run.LastOutcomeRetryable)
+            if (e is OperationCanceledException || run is not { LastOutcomeRetryable: true })
             {
                 throw;
             }
@@ -142,6 +157,55 @@ internal sealed class UnitOfWorkRetrier
             ResilienceContextPool.Shared.Return(context);
             RowLockHistograms.RecordUnitOfWork(start, outcome, operationName, failure);
         }
+    }
+
+    /// <summary>
+    /// The rest of a run whose first attempt ended in an outcome the retry strategy may handle: Polly takes that outcome
+    /// as its first attempt's and runs the retries. Kept apart from <see cref="RunAsync"/>, so that a run that commits on
+    /// its first attempt carries none of this in its state machine. Throws the final failure as it is.
+    /// </summary>
+    private async Task<T> RetryAsync<TState, T>(Outcome<object?> first, UnitOfWorkRun run, Func<TState, CancellationToken, Task<T>> attempt, TState state,
+        ResilienceContext context, CancellationToken cancellationToken)
+    {
+        if (first.Exception is null && !await _shouldHandle(new RetryPredicateArguments<object>(context, first!, 0)).ConfigureAwait(false))
+        {
+            // A result only a predicate of the user's could retry, and it does not.
+            run.Attempts = 1;
+            return (T)first.Result!;
+        }
+
+        context.Properties.Set(UnitOfWorkRun.Key, run);
+
+        // ExecuteOutcomeAsync with object, the retry strategy's own result type: Polly then calls the strategy directly,
+        // without the wrapping and converting async layers ExecuteAsync<T> adds, and the callback turns exceptions into
+        // outcomes itself, as ExecuteAsync does. ThrowIfException rethrows the attempt's exception with its stack trace.
+        var result = await _pipeline.ExecuteOutcomeAsync(
+            static async (_, r) =>
+            {
+                if (r.TakeFirst() is { } earlier)
+                {
+                    return earlier;
+                }
+
+                var scope = new AttemptScope();
+                Current.Value = scope;
+                try
+                {
+                    return Outcome.FromResult<object?>(await r.Attempt(r.State, r.Token).ConfigureAwait(false));
+                }
+                catch (Exception e)
+                {
+                    return Outcome.FromException<object?>(e);
+                }
+                finally
+                {
+                    scope.Running = false;
+                }
+            },
+            context,
+            new Replay<TState, T>(first, attempt, state, cancellationToken)).ConfigureAwait(false);
+        result.ThrowIfException();
+        return (T)result.Result!;
     }
 
     /// <summary>
@@ -182,13 +246,33 @@ internal sealed class UnitOfWorkRetrier
         }
     }
 
+    /// <summary>
+    /// Polly's view of a run whose first attempt already ran: the first callback returns that attempt's outcome, the
+    /// next ones run attempts. Allocated only when the first attempt did not end the run.
+    /// </summary>
+    private sealed class Replay<TState, T>(Outcome<object?> first, Func<TState, CancellationToken, Task<T>> attempt, TState state, CancellationToken token)
+    {
+        private Outcome<object?>? _first = first;
+
+        public Func<TState, CancellationToken, Task<T>> Attempt { get; } = attempt;
+
+        public TState State { get; } = state;
+
+        public CancellationToken Token { get; } = token;
+
+        public Outcome<object?>? TakeFirst()
+        {
+            var first = _first;
+            _first = null;
+            return first;
+        }
+    }
+
     /// <summary>One attempt of a unit of work, as the code running in it sees it (see <see cref="CurrentAttempt"/>).</summary>
-    internal sealed class AttemptScope
+    /// <remarks>It is also the attempt's queue of deferred writes, once its transaction has begun: bound to this attempt,
+    /// never to the transaction object (Npgsql hands the same object to the next transaction on the connection).</remarks>
+    internal sealed class AttemptScope : DeferredWrites
     {
         public volatile bool Running = true;
-
-        /// <summary>The attempt's deferred writes, once its transaction has begun; bound to this attempt, never to the
-        /// transaction object (Npgsql hands the same object to the next transaction on the connection).</summary>
-        public DeferredWrites? Writes;
     }
 }

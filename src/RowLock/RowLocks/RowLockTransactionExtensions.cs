@@ -168,17 +168,22 @@ public static class RowLockTransactionExtensions
     /// can be rolled back to it and the caller's transaction stays usable; a timed wait also saves and restores the
     /// caller's lock_timeout inside the same batch, so the timeout never applies to later statements.
     /// </summary>
-    private static async Task<IReadOnlyList<T>> QueryLockedAsync<T>(NpgsqlConnection connection, NpgsqlTransaction transaction,
+    private static Task<IReadOnlyList<T>> QueryLockedAsync<T>(NpgsqlConnection connection, NpgsqlTransaction transaction,
+        string lockingSql, object? param, RowLockClause clause, CancellationToken cancellationToken) =>
+        // The plain statement (waiting or SKIP LOCKED, no savepoint) is one async layer, which records the lock wait itself.
+        clause.WaitPolicy is LockWaitPolicy.Wait or LockWaitPolicy.SkipLocked
+            ? LockingBatch.QueryAsync<T>(connection, transaction, lockingSql, param, "selectSql", default, 0, default, cancellationToken, recordRowLockWait: true)
+            : QueryLockedRecordedAsync<T>(connection, transaction, lockingSql, param, clause, cancellationToken);
+
+    /// <summary>A NOWAIT or timed lock, with its savepoint; rowlock.lock.wait.duration is the client-side time of the
+    /// locking round trip(s), whatever the outcome.</summary>
+    private static async Task<IReadOnlyList<T>> QueryLockedRecordedAsync<T>(NpgsqlConnection connection, NpgsqlTransaction transaction,
         string lockingSql, object? param, RowLockClause clause, CancellationToken cancellationToken)
     {
-        // rowlock.lock.wait.duration: the client-side time of the locking round trip(s), whatever the outcome.
         var start = System.Diagnostics.Stopwatch.GetTimestamp();
         try
         {
-            // The plain statement (waiting or SKIP LOCKED, no savepoint) is awaited right here: one async layer less per call.
-            IReadOnlyList<T> rows = clause.WaitPolicy is LockWaitPolicy.Wait or LockWaitPolicy.SkipLocked
-                ? await LockingBatch.QueryAsync<T>(connection, transaction, lockingSql, param, "selectSql", default, 0, default, cancellationToken).ConfigureAwait(false)
-                : await QueryLockedCoreAsync<T>(connection, transaction, lockingSql, param, clause, cancellationToken).ConfigureAwait(false);
+            var rows = await QueryLockedCoreAsync<T>(connection, transaction, lockingSql, param, clause, cancellationToken).ConfigureAwait(false);
             RowLockHistograms.RecordLockWait(start, "row", "acquired");
             return rows;
         }
