@@ -163,3 +163,18 @@ public sealed class RunnerFastPathAdversarialTests(DatabaseFixture db) : IClassF
         await batch.ExecuteNonQueryAsync(ct);
     }
 }
+
+public sealed class ZzProbeTests(DatabaseFixture db) : IClassFixture<DatabaseFixture>
+{
+    [Fact]
+    public async Task Probe()
+    {
+        await using var connection = await db.DataSource.OpenConnectionAsync();
+        var a = connection.CreateBatch();
+        a.Timeout = 1;
+        a.EnableErrorBarriers = true;
+        a.Dispose();
+        var b = connection.CreateBatch();
+        Assert.Fail($"same={ReferenceEquals(a, b)} timeout={b.Timeout} barriers={b.EnableErrorBarriers} count={b.BatchCommands.Count}");
+    }
+}

@@ -41,7 +41,7 @@ public static class FinalWriteTransactionExtensions
     public static void DeferUntilCommit(this NpgsqlTransaction transaction, string sql, object? param = null, int? expectedRows = null)
     {
         ArgumentNullException.ThrowIfNull(transaction);
-        SqlText.ValidateWrite(sql, nameof(sql));
+        ValidatedWrites.Validate(sql, nameof(sql));
         var writes = DeferredWrites.ForDeferral(transaction);
         var connection = TransactionGuard.RequireActive(transaction, nameof(transaction));
         SqlText.ValidateForSession(sql, nameof(sql), connection);
@@ -74,7 +74,7 @@ public static class FinalWriteTransactionExtensions
         CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(transaction);
-        SqlText.ValidateWrite(sql, nameof(sql));
+        ValidatedWrites.Validate(sql, nameof(sql));
         var connection = TransactionGuard.RequireActive(transaction, nameof(transaction));
         if (DeferredWrites.IsRunnerTransaction(transaction))
         {
