@@ -160,25 +160,20 @@ internal sealed class UnitOfWorkRetrier
     }
 
     /// <summary>
-    /// The rest of a run whose first attempt ended in an outcome the retry strategy may handle: Polly takes that outcome
-    /// as its first attempt's and runs the retries. Kept apart from <see cref="RunAsync"/>, so that a run that commits on
-    /// its first attempt carries none of this in its state machine. Throws the final failure as it is.
+    /// The rest of a run whose first attempt ended in an outcome the retry strategy may handle (a failure, or a result
+    /// under a predicate of the user's): Polly takes that outcome as its first attempt's, asks the predicate about it once,
+    /// and runs the retries. Kept apart from <see cref="RunAsync"/>, so that a run that commits on its first attempt carries
+    /// none of this in its state machine. Throws the final failure as it is.
     /// </summary>
     private async Task<T> RetryAsync<TState, T>(Outcome<object?> first, UnitOfWorkRun run, Func<TState, CancellationToken, Task<T>> attempt, TState state,
         ResilienceContext context, CancellationToken cancellationToken)
     {
-        if (first.Exception is null && !await _shouldHandle(new RetryPredicateArguments<object>(context, first!, 0)).ConfigureAwait(false))
-        {
-            // A result only a predicate of the user's could retry, and it does not.
-            run.Attempts = 1;
-            return (T)first.Result!;
-        }
-
         context.Properties.Set(UnitOfWorkRun.Key, run);
 
         // ExecuteOutcomeAsync with object, the retry strategy's own result type: Polly then calls the strategy directly,
         // without the wrapping and converting async layers ExecuteAsync<T> adds, and the callback turns exceptions into
         // outcomes itself, as ExecuteAsync does. ThrowIfException rethrows the attempt's exception with its stack trace.
+        var replay = new Replay<TState, T>(first, attempt, state, cancellationToken);
         var result = await _pipeline.ExecuteOutcomeAsync(
             static async (_, r) =>
             {
@@ -203,7 +198,21 @@ internal sealed class UnitOfWorkRetrier
                 }
             },
             context,
-            new Replay<TState, T>(first, attempt, state, cancellationToken)).ConfigureAwait(false);
+            replay).ConfigureAwait(false);
+        if (!replay.FirstTaken)
+        {
+            // Polly checks the caller's token before it runs anything: cancelled while the first attempt ran, it ended the
+            // run without looking at that attempt's outcome. Decide as Polly would have had it run the attempt itself: the
+            // outcome stands unless the strategy handles it, and then the run ends in the cancellation (Polly checks the
+            // token before its backoff). A COMMIT whose outcome is unknown is never turned into a cancellation.
+            run.Attempts = 1;
+            run.LastOutcomeRetryable = await _shouldHandle(new RetryPredicateArguments<object>(context, first!, 0)).ConfigureAwait(false);
+            if (!run.LastOutcomeRetryable)
+            {
+                result = first;
+            }
+        }
+
         result.ThrowIfException();
         return (T)result.Result!;
     }
@@ -252,7 +261,7 @@ internal sealed class UnitOfWorkRetrier
     /// </summary>
     private sealed class Replay<TState, T>(Outcome<object?> first, Func<TState, CancellationToken, Task<T>> attempt, TState state, CancellationToken token)
     {
-        private Outcome<object?>? _first = first;
+        private readonly Outcome<object?> _first = first;
 
         public Func<TState, CancellationToken, Task<T>> Attempt { get; } = attempt;
 
@@ -260,11 +269,18 @@ internal sealed class UnitOfWorkRetrier
 
         public CancellationToken Token { get; } = token;
 
+        /// <summary>Did Polly ask for the first attempt's outcome (it does not when the caller's token was cancelled)?</summary>
+        public bool FirstTaken { get; private set; }
+
         public Outcome<object?>? TakeFirst()
         {
-            var first = _first;
-            _first = null;
-            return first;
+            if (FirstTaken)
+            {
+                return null;
+            }
+
+            FirstTaken = true;
+            return _first;
         }
     }
 
