@@ -165,7 +165,8 @@ public sealed class DbContextTransactionRunner<TContext>
 
                         return result;
                     },
-                    cancellationToken).ConfigureAwait(false);
+                    cancellationToken,
+                    _retrier.Options.VerifyTransactionOwnership).ConfigureAwait(false);
             }
         }
     }

@@ -6,7 +6,7 @@ using Npgsql;
 
 namespace RowLock.Benchmarks;
 
-/// <summary>2: one hot row under 1, 4, 16 and 32 workers, seven ways.</summary>
+/// <summary>2: one hot row under 1, 4, 16 and 32 workers, nine ways.</summary>
 internal static class HotRowBenchmark
 {
     internal sealed record Variant(string Key, string Name, Func<NpgsqlDataSource, Func<int, Task<int>>> Make, Func<long>? Wasted = null);
@@ -54,12 +54,12 @@ internal static class HotRowBenchmark
 
             double M(string k) => Bench.Median(perSecond[k]);
             ratios.AppendLine(CultureInfo.InvariantCulture,
-                $"| {workers} | {M("c") / M("a"):F2} | {M("c") / M("b"):F2} | {M("c") / M("d"):F2} | {M("e") / M("d"):F2} | {M("f") / M("b"):F2} | {M("f") / M("a"):F2} | {M("g") / M("b"):F2} |");
+                $"| {workers} | {M("c") / M("a"):F2} | {M("c") / M("b"):F2} | {M("c") / M("d"):F2} | {M("e") / M("d"):F2} | {M("f") / M("b"):F2} | {M("f") / M("a"):F2} | {M("g") / M("b"):F2} | {M("h") / M("b"):F2} | {M("i") / M("b"):F2} |");
         }
 
         table.AppendLine();
-        table.AppendLine("| workers | (c)/(a) | (c)/(b) | (c)/(d) | (e)/(d) | (f)/(b) | (f)/(a) | (g)/(b) |");
-        table.AppendLine("|---:|---:|---:|---:|---:|---:|---:|---:|");
+        table.AppendLine("| workers | (c)/(a) | (c)/(b) | (c)/(d) | (e)/(d) | (f)/(b) | (f)/(a) | (g)/(b) | (h)/(b) | (i)/(b) |");
+        table.AppendLine("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         table.Append(ratios);
         table.AppendLine();
         table.Append(await PgbenchAsync(context, duration));
@@ -72,6 +72,7 @@ internal static class HotRowBenchmark
         long runnerRetries = 0;
         var rc = RunnerFor(dataSource, IsolationLevel.ReadCommitted, () => Interlocked.Increment(ref runnerRetries));
         var rr = RunnerFor(dataSource, IsolationLevel.RepeatableRead, () => Interlocked.Increment(ref runnerRetries));
+        var unmarked = RunnerFor(dataSource, IsolationLevel.ReadCommitted, () => Interlocked.Increment(ref runnerRetries), verifyOwnership: false);
         return
         [
             new("a", "(a) autocommit `UPDATE v = v + 1`", ds => async _ =>
@@ -114,6 +115,20 @@ internal static class HotRowBenchmark
                 });
                 return 0;
             }, () => Interlocked.Read(ref runnerRetries)),
+            new("i", "(i) (f) with VerifyTransactionOwnership off (no marker savepoint)", ds => async _ =>
+            {
+                await unmarked.RunAsync(async (tx, ct) =>
+                {
+                    var rows = await tx.LockRowsAsync<long>("SELECT v FROM bench_hot WHERE id = 1", null, RowLockClause.ForUpdate, ct);
+                    tx.DeferUntilCommit("UPDATE bench_hot SET v = @v WHERE id = 1", new { v = rows[0] + 1 });
+                });
+                return 0;
+            }, () => Interlocked.Read(ref runnerRetries)),
+            new("h", "(h) (b) inside a savepoint sent with BEGIN and released with COMMIT (the runner's marker, by hand)", ds => async _ =>
+            {
+                await HandWithSavepointAsync(ds);
+                return 0;
+            }),
             new("g", "(g) RowLock LockRowsAsync + ExecuteAndCommitAsync, no runner", ds => async _ =>
             {
                 await using var connection = await ds.OpenConnectionAsync();
@@ -125,9 +140,9 @@ internal static class HotRowBenchmark
         ];
     }
 
-    private static TransactionRunner RunnerFor(NpgsqlDataSource dataSource, IsolationLevel isolation, Action onRetry)
+    private static TransactionRunner RunnerFor(NpgsqlDataSource dataSource, IsolationLevel isolation, Action onRetry, bool verifyOwnership = true)
     {
-        var options = new TransactionRunnerOptions { IsolationLevel = isolation };
+        var options = new TransactionRunnerOptions { IsolationLevel = isolation, VerifyTransactionOwnership = verifyOwnership };
         options.Retry.MaxRetryAttempts = 50;
         options.Retry.OnRetry = _ =>
         {
@@ -152,6 +167,20 @@ internal static class HotRowBenchmark
         var v = (long)(await select.ExecuteScalarAsync())!;
         await WriteAsync(connection, tx, v + 1);
         await tx.CommitAsync();
+    }
+
+    /// <summary>(b) with what the runner's marker adds on the server: a savepoint sent with BEGIN (a subtransaction, which
+    /// gets a transaction id of its own when it locks the row) and released in the COMMIT round trip.</summary>
+    private static async Task HandWithSavepointAsync(NpgsqlDataSource dataSource)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync();
+        await using var tx = await connection.BeginTransactionAsync();
+        tx.Save("marker");
+        await using var select = new NpgsqlCommand("SELECT v FROM bench_hot WHERE id = 1 FOR UPDATE", connection, tx);
+        var v = (long)(await select.ExecuteScalarAsync())!;
+        await WriteAsync(connection, tx, v + 1);
+        await using var commit = new NpgsqlBatch(connection, tx) { BatchCommands = { new("RELEASE SAVEPOINT marker"), new("COMMIT") } };
+        await commit.ExecuteNonQueryAsync();
     }
 
     /// <summary>Odoo's loop: up to 5 tries on 40001/40P01, sleeping uniform(0, 2^try) (seconds in Odoo, milliseconds here).</summary>

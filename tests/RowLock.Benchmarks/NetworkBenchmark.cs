@@ -13,7 +13,7 @@ namespace RowLock.Benchmarks;
 /// </summary>
 internal static class NetworkBenchmark
 {
-    private static readonly string[] HotRowKeys = ["b", "c", "f", "g"];
+    private static readonly string[] HotRowKeys = ["b", "c", "f", "g", "i"];
 
     public static async Task<string> RunAsync(BenchContext context)
     {
@@ -30,7 +30,7 @@ internal static class NetworkBenchmark
         var hot = new StringBuilder("| RTT target | workers | variant | committed/s | ratio to (b) | wasted attempts | final value exact | proxy CPU µs/tx | client CPU µs/tx |\n|---:|---:|---|---:|---:|---:|---|---:|---:|\n");
         var fifo = new StringBuilder("| RTT target | side | jobs/s | ratio to (b) | each job exactly once | proxy CPU µs/job | client CPU µs/job |\n|---:|---|---:|---:|---|---:|---:|\n");
         var calibration = new StringBuilder("| RTT target | one-way delay set | `SELECT 1` median before the runs | after the runs | proxy CPU at idle |\n|---:|---:|---:|---:|---:|\n");
-        var ratios = new StringBuilder("| RTT target | workers | (c)/(b) | (f)/(b) | (g)/(b) |\n|---:|---:|---:|---:|---:|\n");
+        var ratios = new StringBuilder("| RTT target | workers | (c)/(b) | (f)/(b) | (g)/(b) | (i)/(b) |\n|---:|---:|---:|---:|---:|---:|\n");
 
         await using var proxy = await DelayProxyProcess.StartAsync(target.Host!, target.Port);
         foreach (var targetMillis in new[] { 0.5, 1.2 })
@@ -73,7 +73,7 @@ internal static class NetworkBenchmark
                         $"| {label} | {workers} | {variant.Name} | {M(variant.Key):N0} | {M(variant.Key) / M("b"):F2} | {wasted} | {(exact && result.Errors == 0 ? "yes" : "NO")} | {proxyCpu:F0} | {clientCpu:F0} |");
                 }
 
-                ratios.AppendLine(CultureInfo.InvariantCulture, $"| {label} | {workers} | {M("c") / M("b"):F2} | {M("f") / M("b"):F2} | {M("g") / M("b"):F2} |");
+                ratios.AppendLine(CultureInfo.InvariantCulture, $"| {label} | {workers} | {M("c") / M("b"):F2} | {M("f") / M("b"):F2} | {M("g") / M("b"):F2} | {M("i") / M("b"):F2} |");
             }
 
             // FIFO consumption through the same proxy.

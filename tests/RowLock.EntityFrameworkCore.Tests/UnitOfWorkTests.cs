@@ -15,6 +15,46 @@ public sealed class UnitOfWorkTests(EfFixture ef) : IClassFixture<EfFixture>
 
     private Task<int> CounterAsync() => ef.Database.ScalarAsync<int>("SELECT \"Value\" FROM counters WHERE \"Id\" = 1");
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task VerifyTransactionOwnership_decides_whether_the_work_runs_inside_the_marker_savepoint_and_a_retried_decrement_stays_exact(bool verify)
+    {
+        await ResetCounterAsync();
+        var runner = new DbContextTransactionRunner<ShopContext>(ef.Factory, new TransactionRunnerOptions { VerifyTransactionOwnership = verify });
+        var attempts = 0;
+        var marked = new List<bool>();
+
+        await runner.RunAsync(async (db, ct) =>
+        {
+            // First, before any data is touched: ROLLBACK TO the marker undoes nothing and keeps it; without one it fails
+            // with 3B001, which the probe's own savepoint absorbs.
+            await db.Database.ExecuteSqlRawAsync("SAVEPOINT probe", ct);
+            try
+            {
+                await db.Database.ExecuteSqlRawAsync("ROLLBACK TO SAVEPOINT rowlock_unit_of_work", ct);
+                marked.Add(true);
+            }
+            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InvalidSavepointSpecification)
+            {
+                await db.Database.ExecuteSqlRawAsync("ROLLBACK TO SAVEPOINT probe", ct);
+                marked.Add(false);
+            }
+
+            var counter = await db.Counters.SingleAsync(c => c.Id == 1, ct);
+            counter.Value--;
+            await db.SaveChangesAsync(ct);
+            if (++attempts == 1)
+            {
+                await db.Database.ExecuteSqlRawAsync(Inject40001, ct);
+            }
+        });
+
+        Assert.Equal(2, attempts);
+        Assert.Equal(-1, await CounterAsync());
+        Assert.Equal([verify, verify], marked);
+    }
+
     [Fact]
     public async Task Efcore_pg_1734_a_retried_decrement_ends_at_minus_1_with_a_fresh_context_per_attempt()
     {

@@ -86,7 +86,7 @@ public static class FinalWriteTransactionExtensions
         var writes = new List<DeferredWrite>(1);
         DapperBatchCommands.Record(writes, sql, param, expectedRows: null, nameof(sql));
         cancellationToken.ThrowIfCancellationRequested();
-        var batch = new CommitBatch(connection, transaction, writes, checkRunnerSavepoint: false);
+        var batch = new CommitBatch(connection, transaction, writes, CommitCheck.None);
         await using (batch.ConfigureAwait(false))
         {
             return await batch.ExecuteAsync().ConfigureAwait(false);

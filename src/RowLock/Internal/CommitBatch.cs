@@ -18,13 +18,18 @@ internal sealed class CommitBatch : IDisposable, IAsyncDisposable
     /// locker (no multixact).</summary>
     private const string CheckSql = "RELEASE SAVEPOINT " + UnitOfWorkAttempt.SavepointName;
 
+    /// <summary>The check of a runner that does not mark its transaction (<see cref="TransactionRunnerOptions.VerifyTransactionOwnership"/>
+    /// off): any statement fails in an aborted transaction (25P02), where COMMIT alone would roll back without an error.
+    /// A SELECT without a target list reads nothing.</summary>
+    private const string NotAbortedSql = "SELECT";
+
     private readonly NpgsqlTransaction _transaction;
     private readonly NpgsqlBatch _batch;
     private readonly IReadOnlyList<DeferredWrite> _writes;
     private readonly NpgsqlBatchCommand? _check;
     private readonly NpgsqlBatchCommand _commit = new("COMMIT");
 
-    public CommitBatch(NpgsqlConnection connection, NpgsqlTransaction transaction, IReadOnlyList<DeferredWrite> writes, bool checkRunnerSavepoint)
+    public CommitBatch(NpgsqlConnection connection, NpgsqlTransaction transaction, IReadOnlyList<DeferredWrite> writes, CommitCheck check)
     {
         _transaction = transaction;
         // The connection's cached batch: a locking helper's batch earlier in the transaction left it there when disposed.
@@ -36,9 +41,9 @@ internal sealed class CommitBatch : IDisposable, IAsyncDisposable
             _batch.BatchCommands.Add(write.Command);
         }
 
-        if (checkRunnerSavepoint)
+        if (check != CommitCheck.None)
         {
-            _check = new NpgsqlBatchCommand(CheckSql);
+            _check = new NpgsqlBatchCommand(check == CommitCheck.RunnerSavepoint ? CheckSql : NotAbortedSql);
             _batch.BatchCommands.Add(_check);
         }
 
@@ -166,4 +171,17 @@ internal sealed class CommitBatch : IDisposable, IAsyncDisposable
     public void Dispose() => _batch.Dispose();
 
     public ValueTask DisposeAsync() => _batch.DisposeAsync();
+}
+
+/// <summary>What the commit batch checks before COMMIT.</summary>
+internal enum CommitCheck
+{
+    /// <summary>Nothing: the batch has a write of the caller's, which fails in an aborted transaction itself (<c>ExecuteAndCommitAsync</c>).</summary>
+    None,
+
+    /// <summary>The runner's savepoint is released: the transaction is the one the runner began, and it is not aborted.</summary>
+    RunnerSavepoint,
+
+    /// <summary>The transaction is not aborted (a runner that does not mark its transaction).</summary>
+    NotAborted,
 }

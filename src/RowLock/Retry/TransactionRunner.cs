@@ -115,7 +115,7 @@ public sealed class TransactionRunner
 
     private Task<T> RunCoreAsync<T>(string? operationName, UnitOfWork<T> work, CancellationToken cancellationToken) =>
         _retrier.RunAsync(
-            static (s, token) => UnitOfWorkAttempt.RunAsync(s.Runner._dataSource, s.Runner._retrier.Options.IsolationLevel, s.Runner._retrier.Logger, s.Work, token, s.Runner._retrier.Options.LockWaitWarningThreshold),
+            static (s, token) => UnitOfWorkAttempt.RunAsync(s.Runner._dataSource, s.Runner._retrier.Options.IsolationLevel, s.Runner._retrier.Logger, s.Work, token, s.Runner._retrier.Options.LockWaitWarningThreshold, s.Runner._retrier.Options.VerifyTransactionOwnership),
             (Runner: this, Work: work),
             operationName,
             cancellationToken);

@@ -38,8 +38,9 @@ internal static class UnitOfWorkAttempt
         ILogger logger,
         UnitOfWork<T> work,
         CancellationToken cancellationToken,
-        TimeSpan lockWaitWarningThreshold = default) =>
-        AttemptAsync(dataSource, null, isolationLevel, lockWaitWarningThreshold, logger, work, cancellationToken);
+        TimeSpan lockWaitWarningThreshold = default,
+        bool verifyOwnership = true) =>
+        AttemptAsync(dataSource, null, isolationLevel, lockWaitWarningThreshold, verifyOwnership, logger, work, cancellationToken);
 
     /// <summary>
     /// The attempt on a transaction just begun (by the EF Core package's runner): mark it, run the work, then the commit
@@ -49,8 +50,9 @@ internal static class UnitOfWorkAttempt
         NpgsqlTransaction transaction,
         ILogger logger,
         Func<CancellationToken, Task<T>> work,
-        CancellationToken cancellationToken) =>
-        AttemptAsync(null, transaction, default, default, logger, new UnitOfWork<T>(work), cancellationToken);
+        CancellationToken cancellationToken,
+        bool verifyOwnership = true) =>
+        AttemptAsync(null, transaction, default, default, verifyOwnership, logger, new UnitOfWork<T>(work), cancellationToken);
 
     /// <summary>
     /// The whole attempt in one async method, so that an attempt costs one state machine of RowLock's own: open and
@@ -61,6 +63,7 @@ internal static class UnitOfWorkAttempt
         NpgsqlTransaction? begun,
         IsolationLevel isolationLevel,
         TimeSpan lockWaitWarningThreshold,
+        bool verifyOwnership,
         ILogger logger,
         UnitOfWork<T> work,
         CancellationToken cancellationToken)
@@ -107,8 +110,12 @@ internal static class UnitOfWorkAttempt
             var writes = DeferredWrites.Begin(transaction);
             try
             {
-                // Prepended, not sent: it travels with BEGIN in front of the work's first statement.
-                transaction.Save(SavepointName);
+                if (verifyOwnership)
+                {
+                    // Prepended, not sent: it travels with BEGIN in front of the work's first statement.
+                    transaction.Save(SavepointName);
+                }
+
                 var started = Stopwatch.GetTimestamp();
 
                 T result;
@@ -145,7 +152,7 @@ internal static class UnitOfWorkAttempt
 
                 // The commit round trip: the deferred writes, the check and COMMIT (see CommitBatch).
                 writes.Seal();
-                using var batch = new CommitBatch(connection, transaction, writes.Writes, checkRunnerSavepoint: true);
+                using var batch = new CommitBatch(connection, transaction, writes.Writes, verifyOwnership ? CommitCheck.RunnerSavepoint : CommitCheck.NotAborted);
                 try
                 {
                     // What ExecuteNonQuery does, inline: every result read (their errors surface), the reader disposed.
