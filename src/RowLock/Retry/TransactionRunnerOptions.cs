@@ -36,9 +36,9 @@ public sealed class TransactionRunnerOptions
     /// </summary>
     /// <remarks>
     /// The price is a subtransaction per unit of work: the work runs inside the savepoint, which gets a transaction id of
-    /// its own when it locks or writes a row. On one hot row updated by 16 and 32 workers that costs about 5-10% of the
-    /// throughput (benchmark 2 in the repository's docs/benchmarks.md, variant (h) against (b)); uncontended it is not
-    /// measurable. Turn it off only when no unit of work sends transaction control statements. Off, the runner still
+    /// its own when it locks or writes a row. On one hot row updated by 16 and 32 workers that cost between 6% and 21% of
+    /// the throughput in two runs (benchmark 2 in the repository's docs/benchmarks.md, variant (h) against (b));
+    /// uncontended it is within the noise. Turn it off only when no unit of work sends transaction control statements. Off, the runner still
     /// refuses to commit an aborted transaction (a check statement fails before COMMIT) and a transaction the work
     /// committed or rolled back with a command of its own (Npgsql sees the session leave it).
     /// </remarks>
