@@ -86,7 +86,9 @@ public static class FinalWriteTransactionExtensions
         var writes = new List<DeferredWrite>(1);
         DapperBatchCommands.Record(writes, sql, param, expectedRows: null, nameof(sql));
         cancellationToken.ThrowIfCancellationRequested();
-        var batch = new CommitBatch(connection, transaction, writes, CommitCheck.None);
+        // A list of parameter objects with no element records no write: COMMIT alone would roll an aborted transaction
+        // back without an error, so the batch then checks that the transaction is not aborted first.
+        var batch = new CommitBatch(connection, transaction, writes, writes.Count == 0 ? CommitCheck.NotAborted : CommitCheck.None);
         await using (batch.ConfigureAwait(false))
         {
             return await batch.ExecuteAsync().ConfigureAwait(false);

@@ -176,12 +176,13 @@ internal sealed class CommitBatch : IDisposable, IAsyncDisposable
 /// <summary>What the commit batch checks before COMMIT.</summary>
 internal enum CommitCheck
 {
-    /// <summary>Nothing: the batch has a write of the caller's, which fails in an aborted transaction itself (<c>ExecuteAndCommitAsync</c>).</summary>
+    /// <summary>Nothing: the batch has a write of the caller's, which fails in an aborted transaction itself (<c>ExecuteAndCommitAsync</c>
+    /// with at least one write; with none it uses <see cref="NotAborted"/>).</summary>
     None,
 
     /// <summary>The runner's savepoint is released: the transaction is the one the runner began, and it is not aborted.</summary>
     RunnerSavepoint,
 
-    /// <summary>The transaction is not aborted (a runner that does not mark its transaction).</summary>
+    /// <summary>The transaction is not aborted (a runner that does not mark its transaction; <c>ExecuteAndCommitAsync</c> with no write).</summary>
     NotAborted,
 }

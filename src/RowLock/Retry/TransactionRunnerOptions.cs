@@ -38,9 +38,11 @@ public sealed class TransactionRunnerOptions
     /// The price is a subtransaction per unit of work: the work runs inside the savepoint, which gets a transaction id of
     /// its own when it locks or writes a row. On one hot row updated by 16 and 32 workers that cost between 6% and 21% of
     /// the throughput in two runs (benchmark 2 in the repository's docs/benchmarks.md, variant (h) against (b));
-    /// uncontended it is within the noise. Turn it off only when no unit of work sends transaction control statements. Off, the runner still
-    /// refuses to commit an aborted transaction (a check statement fails before COMMIT) and a transaction the work
-    /// committed or rolled back with a command of its own (Npgsql sees the session leave it).
+    /// uncontended it is within the noise. Turn it off only when no unit of work sends transaction control statements: off,
+    /// the runner cannot tell its transaction from one the work began while the session stayed in a transaction, so after a
+    /// <c>ROLLBACK AND CHAIN</c> (or <c>ROLLBACK; BEGIN</c>) the work's first half is lost without an error and the runner
+    /// reports success. It still refuses to commit an aborted transaction (a check statement fails before COMMIT) and a
+    /// transaction the work ended with a plain COMMIT or ROLLBACK of its own (Npgsql sees the session leave it).
     /// </remarks>
     /// <value>The default is true: the guarantee is worth more than the subtransaction.</value>
     public bool VerifyTransactionOwnership { get; set; } = true;
