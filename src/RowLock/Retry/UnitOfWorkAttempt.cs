@@ -17,7 +17,10 @@ namespace RowLock.Internal;
 /// code (BEGIN and SAVEPOINT take no snapshot). The commit batch releases the savepoint before COMMIT: a work that ended
 /// the runner's transaction itself and began another one (a raw <c>COMMIT; BEGIN</c>, <c>COMMIT AND CHAIN</c>) has lost
 /// it, so the release fails (3B001) and the server skips COMMIT. The price is one subtransaction per unit of work (a
-/// second transaction id when the work writes).</para>
+/// second transaction id when the work writes); with <see cref="TransactionRunnerOptions.VerifyTransactionOwnership"/> off
+/// there is no marker, and the check is a bare SELECT that only an aborted transaction fails.</para>
+/// <para>The first attempt runs outside Polly (<see cref="UnitOfWorkRetrier"/>), and the whole attempt is this one async
+/// method: on the path where the work commits, RowLock allocates two state machines per unit of work.</para>
 /// <para>A pooled connection the server has already closed (idle_session_timeout, a dead route) fails the work's first
 /// statement; nothing was committed, so the attempt is retried on a fresh connection.</para>
 /// <para>The commit batch is <c>deferred writes; check; COMMIT</c> in one round trip (<see cref="CommitBatch"/>). PostgreSQL executes them in order and skips the
