@@ -19,6 +19,7 @@ internal readonly struct LockedSelectRules
     private readonly bool _skipLocked;
     private readonly List<string> _withNames;
     private readonly List<string> _relations;
+    private readonly List<string> _builtinFunctions;
 
     public LockedSelectRules(string sql, List<SqlToken> tokens, string paramName, IReadOnlyList<string>? of, bool claim, bool skipLocked)
     {
@@ -30,6 +31,7 @@ internal readonly struct LockedSelectRules
         _skipLocked = skipLocked;
         _withNames = [];
         _relations = [];
+        _builtinFunctions = [];
     }
 
     private const string UseOf = "RowLockClause.ForUpdate.Of(\"table\")";
@@ -37,6 +39,8 @@ internal readonly struct LockedSelectRules
     /// <summary>
     /// Checks the SQL and returns the relations the clause reaches, each as a quoted (schema-qualified when written so)
     /// name: the server check (<see cref="ServerShapeCheck"/>) finds out which of them are views and checks their definitions.
+    /// Unqualified names taken for built-in set-returning functions follow, as <see cref="LockedRelations.Function"/> entries,
+    /// for the server check to make sure they reach the built-in.
     /// </summary>
     public IReadOnlyList<string> Check()
     {
@@ -88,6 +92,13 @@ internal readonly struct LockedSelectRules
                 ? "The SQL reads no table the locking clause can lock: it has no FROM clause, or its FROM clause holds only functions, VALUES or WITH queries, which PostgreSQL silently does not lock. "
                     + "Select from the table whose rows you want locked (SELECT ... FROM t WHERE id = @id), not through a scalar subquery or a function."
                 : "RowLockClause.Of names no table the clause can lock: only a function, VALUES or a subquery that reads none. Name the table (or its alias) in FROM whose rows to lock.");
+        }
+
+        // Unqualified names taken for built-in set-returning functions: the server check makes sure no function of the same
+        // name outside pg_catalog is visible, which the call could reach instead (LockedRelations.Function).
+        foreach (var function in _builtinFunctions)
+        {
+            _relations.Add(LockedRelations.Function(function));
         }
 
         return _relations;
@@ -472,6 +483,11 @@ internal readonly struct LockedSelectRules
             }
 
             CheckFunctionItem(close, parts[^1] + "()", pure, of);
+            if (pure && of is null && parts.Count == 1 && !_builtinFunctions.Contains(parts[0], StringComparer.Ordinal))
+            {
+                _builtinFunctions.Add(parts[0]);
+            }
+
             return close;
         }
 

@@ -3,9 +3,24 @@ using Npgsql;
 
 namespace RowLock.Internal;
 
-/// <summary>The relations a locking clause reaches in one SELECT, as quoted names; compared by value.</summary>
+/// <summary>
+/// The relations a locking clause reaches in one SELECT, as quoted names, and the unqualified names the text took for
+/// built-in set-returning functions (<see cref="Function"/> entries: <c>name()</c>, which no quoted name can equal);
+/// compared by value.
+/// </summary>
 internal sealed class LockedRelations : IEquatable<LockedRelations>
 {
+    private const string FunctionSuffix = "()";
+
+    /// <summary>The entry for an unqualified call the text took for the built-in set-returning function <paramref name="name"/>.</summary>
+    public static string Function(string name) => name + FunctionSuffix;
+
+    /// <summary>Is <paramref name="entry"/> a <see cref="Function"/> entry (a relation entry is a quoted name)?</summary>
+    public static bool IsFunction(string entry) => entry.EndsWith(FunctionSuffix, StringComparison.Ordinal) && !entry.StartsWith('"');
+
+    /// <summary>The function name of a <see cref="Function"/> entry.</summary>
+    public static string FunctionName(string entry) => entry[..^FunctionSuffix.Length];
+
     private readonly int _hash;
 
     public LockedRelations(IReadOnlyList<string> names)
@@ -54,7 +69,20 @@ internal static class ServerShapeCheck
     /// <summary>Views inside views deeper than this are refused (PostgreSQL itself allows any depth; RowLock stops looking).</summary>
     private const int MaxDepth = 8;
 
+    private const string UseOf = "RowLockClause.ForUpdate.Of(\"table\")";
+
     private const string Savepoint = "rowlock_shape_check";
+
+    /// <summary>A function outside pg_catalog, visible on the search path, named like a built-in set-returning function
+    /// the SQL calls unqualified: the call may reach it (an exact or better match for its arguments, or pg_catalog placed
+    /// later on the search path), and what it reads RowLock cannot see.</summary>
+    private const string ShadowLookup = """
+        SELECT n.nspname || '.' || p.proname
+        FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+        WHERE p.proname = ANY(@functions::text[]) AND n.nspname <> 'pg_catalog' AND pg_catalog.pg_function_is_visible(p.oid)
+        ORDER BY 1
+        LIMIT 1
+        """;
 
     private const string Lookup = """
         SELECT c.oid::bigint, c.relkind::text, CASE WHEN c.relkind = 'v' THEN pg_get_viewdef(c.oid) END, n.name
@@ -116,8 +144,19 @@ internal static class ServerShapeCheck
                 return ($"The SQL reads views nested more than {MaxDepth} deep; RowLock cannot check that a locking clause reaches every row they read. Select from the tables, or from a shallower view.", true);
             }
 
+            var relations = pending.Where(n => !LockedRelations.IsFunction(n)).ToArray();
+            var functions = pending.Where(LockedRelations.IsFunction).Select(LockedRelations.FunctionName).Distinct(StringComparer.Ordinal).ToArray();
+            var (found, shadow) = await LookupAsync(connection, transaction, relations, functions, cancellationToken).ConfigureAwait(false);
+            if (shadow is not null)
+            {
+                var called = shadow[(shadow.LastIndexOf('.') + 1)..];
+                return ($"The SQL calls {called}() in FROM without a schema, and the database has a function {shadow} that the call may reach instead of the "
+                    + $"built-in (checked on the server: it is on the search path). RowLock cannot see what that function reads, and a locking clause never locks "
+                    + $"what a function returns. Write pg_catalog.{called}(...) to call the built-in, or name the tables whose rows to lock with {UseOf}.", true);
+            }
+
             var next = new List<string>();
-            foreach (var (oid, kind, definition, name) in await LookupAsync(connection, transaction, pending, cancellationToken).ConfigureAwait(false))
+            foreach (var (oid, kind, definition, name) in found)
             {
                 if (oid is null)
                 {
@@ -163,8 +202,10 @@ internal static class ServerShapeCheck
         return (null, cacheable);
     }
 
-    private static async Task<List<(long? Oid, string? Kind, string? Definition, string Name)>> LookupAsync(NpgsqlConnection connection,
-        NpgsqlTransaction transaction, string[] names, CancellationToken cancellationToken)
+    /// <summary>One round trip: what each relation is (and a view's definition), and, when <paramref name="functions"/> has
+    /// names, the first function outside pg_catalog visible under one of them (<see cref="ShadowLookup"/>), or null.</summary>
+    private static async Task<(List<(long? Oid, string? Kind, string? Definition, string Name)> Rows, string? Shadow)> LookupAsync(NpgsqlConnection connection,
+        NpgsqlTransaction transaction, string[] names, string[] functions, CancellationToken cancellationToken)
     {
         var batch = new NpgsqlBatch(connection, transaction)
         {
@@ -172,9 +213,14 @@ internal static class ServerShapeCheck
             {
                 new NpgsqlBatchCommand($"SAVEPOINT {Savepoint}"),
                 new NpgsqlBatchCommand(Lookup) { Parameters = { new NpgsqlParameter("names", names) } },
-                new NpgsqlBatchCommand($"RELEASE SAVEPOINT {Savepoint}"),
             },
         };
+        if (functions.Length > 0)
+        {
+            batch.BatchCommands.Add(new NpgsqlBatchCommand(ShadowLookup) { Parameters = { new NpgsqlParameter("functions", functions) } });
+        }
+
+        batch.BatchCommands.Add(new NpgsqlBatchCommand($"RELEASE SAVEPOINT {Savepoint}"));
         await using (batch.ConfigureAwait(false))
         {
             try
@@ -189,12 +235,19 @@ internal static class ServerShapeCheck
                             reader.IsDBNull(2) ? null : reader.GetString(2), reader.GetString(3)));
                     }
 
+                    string? shadow = null;
+                    if (functions.Length > 0 && await reader.NextResultAsync(cancellationToken).ConfigureAwait(false)
+                        && await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                    {
+                        shadow = reader.GetString(0);
+                    }
+
                     while (await reader.NextResultAsync(cancellationToken).ConfigureAwait(false))
                     {
                     }
-                }
 
-                return rows;
+                    return (rows, shadow);
+                }
             }
             catch (PostgresException)
             {
