@@ -92,16 +92,25 @@ internal static class LockingBatch
                 }
             }
         }
-        catch (PostgresException e) when (recordRowLockWait && e.SqlState == PostgresErrorCodes.ReadOnlySqlTransaction)
-        {
-            RowLockHistograms.RecordLockWait(start, "row", "error");
-            throw ReadOnly.Exception(e);
-        }
         catch (Exception e) when (recordRowLockWait)
         {
-            RowLockHistograms.RecordLockWait(start, "row", RowLockHistograms.FailureOutcome(e));
+            if (RowLockWaitFailed(start, e) is { } instead)
+            {
+                throw instead;
+            }
+
             throw;
         }
+    }
+
+    /// <summary>
+    /// A row lock failed: records its wait in rowlock.lock.wait.duration (started at <paramref name="start"/>) and returns
+    /// the exception to throw instead (a read-only transaction's 25006 explained), or null to rethrow <paramref name="e"/>.
+    /// </summary>
+    public static Exception? RowLockWaitFailed(long start, Exception e)
+    {
+        RowLockHistograms.RecordLockWait(start, "row", RowLockHistograms.FailureOutcome(e));
+        return e is PostgresException { SqlState: PostgresErrorCodes.ReadOnlySqlTransaction } readOnly ? ReadOnly.Exception(readOnly) : null;
     }
 
     /// <summary>

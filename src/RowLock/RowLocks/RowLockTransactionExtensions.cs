@@ -187,14 +187,13 @@ public static class RowLockTransactionExtensions
             RowLockHistograms.RecordLockWait(start, "row", "acquired");
             return rows;
         }
-        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.ReadOnlySqlTransaction)
-        {
-            RowLockHistograms.RecordLockWait(start, "row", "error");
-            throw ReadOnly.Exception(e);
-        }
         catch (Exception e)
         {
-            RowLockHistograms.RecordLockWait(start, "row", RowLockHistograms.FailureOutcome(e));
+            if (LockingBatch.RowLockWaitFailed(start, e) is { } instead)
+            {
+                throw instead;
+            }
+
             throw;
         }
     }
