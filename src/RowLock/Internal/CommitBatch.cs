@@ -62,7 +62,7 @@ internal sealed class CommitBatch : IDisposable, IAsyncDisposable
     {
         try
         {
-            await _batch.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+            await SendAsync().ConfigureAwait(false);
         }
         catch (Exception e) when (Translate(e) is { } translated)
         {
@@ -73,11 +73,11 @@ internal sealed class CommitBatch : IDisposable, IAsyncDisposable
     }
 
     /// <summary>
-    /// Sends the batch, for a caller that reads it through itself in its own async method (the runner's attempt, which so
-    /// spares a state machine per commit): read every result set with <see cref="NpgsqlDataReader.NextResultAsync(CancellationToken)"/>
-    /// until it returns false, then dispose the reader. The first server error comes out as it is: pass it to <see cref="Translate"/>.
+    /// Sends the batch and reads every result (rows of a RETURNING or of the check are skipped), for a caller that awaits
+    /// it in its own async method (the runner's attempt, which so spares a state machine per commit). The first server
+    /// error comes out as it is: pass it to <see cref="Translate"/>.
     /// </summary>
-    public Task<NpgsqlDataReader> SendAsync() => _batch.ExecuteReaderAsync(CancellationToken.None);
+    public Task<int> SendAsync() => _batch.ExecuteNonQueryAsync(CancellationToken.None);
 
     /// <summary>
     /// What a failure of <see cref="SendAsync"/> means, as <see cref="ExecuteAsync"/> documents: the exception to throw
@@ -102,7 +102,7 @@ internal sealed class CommitBatch : IDisposable, IAsyncDisposable
     }
 
     /// <summary>After a successful <see cref="SendAsync"/>: the rows the deferred writes affected, summed.</summary>
-    public int RowsWritten()
+    private int RowsWritten()
     {
         var rows = 0;
         foreach (var write in _writes)
@@ -117,8 +117,8 @@ internal sealed class CommitBatch : IDisposable, IAsyncDisposable
     /// <summary>
     /// After a server error: did it come before the statement ahead of COMMIT completed? Then COMMIT never ran (a server
     /// error ends the batch: nothing after the failed statement runs) and the transaction is rolled back for certain.
-    /// A batch that is COMMIT alone (a list of parameter objects with no element defers no write) has nothing before
-    /// COMMIT: its error is COMMIT's own.
+    /// A batch that is COMMIT alone has nothing before COMMIT: its error is COMMIT's own (no caller builds one today:
+    /// a batch without writes always carries a check).
     /// </summary>
     public bool FailedBeforeCommit()
     {

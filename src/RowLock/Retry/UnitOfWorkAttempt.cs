@@ -158,18 +158,7 @@ internal static class UnitOfWorkAttempt
                 using var batch = new CommitBatch(connection, transaction, writes.Writes, verifyOwnership ? CommitCheck.RunnerSavepoint : CommitCheck.NotAborted);
                 try
                 {
-                    // What ExecuteNonQuery does, inline: every result read (their errors surface), the reader disposed.
-                    var reader = await batch.SendAsync().ConfigureAwait(false);
-                    try
-                    {
-                        while (await reader.NextResultAsync(CancellationToken.None).ConfigureAwait(false))
-                        {
-                        }
-                    }
-                    finally
-                    {
-                        await reader.DisposeAsync().ConfigureAwait(false);
-                    }
+                    await batch.SendAsync().ConfigureAwait(false);
                 }
                 catch (Exception e)
                 {
