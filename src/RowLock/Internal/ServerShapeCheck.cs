@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using Npgsql;
 
 namespace RowLock.Internal;
@@ -64,7 +63,7 @@ internal sealed class LockedRelations : IEquatable<LockedRelations>
 /// </remarks>
 internal static class ServerShapeCheck
 {
-    public const int Capacity = 1024;
+    public const int Capacity = BoundedCache<Key, string?>.Capacity;
 
     /// <summary>Views inside views deeper than this are refused (PostgreSQL itself allows any depth; RowLock stops looking).</summary>
     private const int MaxDepth = 8;
@@ -91,8 +90,7 @@ internal static class ServerShapeCheck
         ORDER BY n.ord
         """;
 
-    private static readonly ConcurrentDictionary<Key, string?> Verdicts = new();
-    private static int _count;
+    private static readonly BoundedCache<Key, string?> Verdicts = new();
 
     /// <summary>How many verdicts the cache holds now (tests check the bound).</summary>
     public static int Count => Verdicts.Count;
@@ -118,10 +116,9 @@ internal static class ServerShapeCheck
         CancellationToken cancellationToken)
     {
         var (refusal, cacheable) = await AskAsync(connection, transaction, key.Relations.Names, cancellationToken).ConfigureAwait(false);
-        if (cacheable && Verdicts.TryAdd(key, refusal) && Interlocked.Increment(ref _count) > Capacity)
+        if (cacheable)
         {
-            Verdicts.Clear();
-            Interlocked.Exchange(ref _count, 0);
+            Verdicts.Add(key, refusal);
         }
 
         if (refusal is not null)

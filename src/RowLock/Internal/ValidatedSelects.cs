@@ -1,5 +1,3 @@
-using System.Collections.Concurrent;
-
 namespace RowLock.Internal;
 
 /// <summary>
@@ -12,10 +10,9 @@ namespace RowLock.Internal;
 /// </summary>
 internal static class ValidatedSelects
 {
-    public const int Capacity = 1024;
+    public const int Capacity = BoundedCache<Key, ValidatedSelect>.Capacity;
 
-    private static readonly ConcurrentDictionary<Key, ValidatedSelect> Cache = new();
-    private static int _count;
+    private static readonly BoundedCache<Key, ValidatedSelect> Cache = new();
 
     /// <summary>How many entries the cache holds now (tests check the bound).</summary>
     public static int Count => Cache.Count;
@@ -36,12 +33,7 @@ internal static class ValidatedSelects
 
         var relations = SqlText.ValidateSelect(sql, paramName, clause, claim);
         validated = new ValidatedSelect(claim ? sql : sql + "\n" + clause.ToSql(), new LockedRelations(relations));
-        if (Cache.TryAdd(key, validated) && Interlocked.Increment(ref _count) > Capacity)
-        {
-            // Start over rather than track recency: a working set that fits stays warm, a flood of one-off SQL does not grow it.
-            Cache.Clear();
-            Interlocked.Exchange(ref _count, 0);
-        }
+        Cache.Add(key, validated);
 
         return validated;
     }

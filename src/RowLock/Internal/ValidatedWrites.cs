@@ -1,5 +1,3 @@
-using System.Collections.Concurrent;
-
 namespace RowLock.Internal;
 
 /// <summary>
@@ -11,10 +9,9 @@ namespace RowLock.Internal;
 /// </summary>
 internal static class ValidatedWrites
 {
-    public const int Capacity = 1024;
+    public const int Capacity = BoundedCache<string, bool>.Capacity;
 
-    private static readonly ConcurrentDictionary<string, bool> Cache = new(StringComparer.Ordinal);
-    private static int _count;
+    private static readonly BoundedCache<string, bool> Cache = new(StringComparer.Ordinal);
 
     /// <summary>How many entries the cache holds now (tests check the bound).</summary>
     public static int Count => Cache.Count;
@@ -23,17 +20,12 @@ internal static class ValidatedWrites
     public static void Validate(string sql, string paramName)
     {
         ArgumentNullException.ThrowIfNull(sql, paramName);
-        if (Cache.ContainsKey(sql))
+        if (Cache.TryGetValue(sql, out _))
         {
             return;
         }
 
         SqlText.ValidateWrite(sql, paramName);
-        if (Cache.TryAdd(sql, true) && Interlocked.Increment(ref _count) > Capacity)
-        {
-            // Start over rather than track recency: a working set that fits stays warm, a flood of one-off SQL does not grow it.
-            Cache.Clear();
-            Interlocked.Exchange(ref _count, 0);
-        }
+        Cache.Add(sql, true);
     }
 }
