@@ -30,26 +30,15 @@ public sealed class FinalWriteAdversarialTests(DatabaseFixture db) : IClassFixtu
         return table;
     }
 
-    /// <summary>Terminates the backend <paramref name="pid"/> once it sleeps (in the deferred trigger, i.e. during COMMIT).</summary>
-    private Task KillWhenSleepingAsync(Func<int> pid) => Task.Run(async () =>
-    {
-        while (pid() == 0 || await db.ScalarAsync<long>("SELECT count(*) FROM pg_stat_activity WHERE pid = @pid AND wait_event = 'PgSleep'", new { pid = pid() }) == 0)
-        {
-            await Task.Delay(20);
-        }
-
-        await db.ExecuteAsync("SELECT pg_terminate_backend(@pid, 10000)", new { pid = pid() });
-    });
-
     [Fact]
     public async Task ExecuteAndCommitAsync_with_an_empty_list_of_parameter_objects_and_the_backend_killed_during_commit_reports_an_unknown_outcome()
     {
         // Dapper runs a statement once per element of a list of parameter objects: an empty list sends no write, and the
-        // batch is COMMIT alone. A session killed during that COMMIT may have committed: it is not a certain rollback.
+        // batch is the not-aborted check and COMMIT. A session killed during that COMMIT may have committed: it is not a certain rollback.
         var table = await CreateSlowCommitTableAsync("final_empty_list");
         await using var connection = await db.DataSource.OpenConnectionAsync();
         var pid = connection.ProcessID;
-        var killer = KillWhenSleepingAsync(() => pid);
+        var killer = db.TerminateWhenSleepingAsync(() => pid);
 
         await using var tx = await connection.BeginTransactionAsync();
         await connection.ExecuteAsync($"INSERT INTO {table} VALUES (1)", transaction: tx);
@@ -79,7 +68,7 @@ public sealed class FinalWriteAdversarialTests(DatabaseFixture db) : IClassFixtu
         var sql = write.Replace("{other}", other, StringComparison.Ordinal);
         await using var connection = await db.DataSource.OpenConnectionAsync();
         var pid = connection.ProcessID;
-        var killer = KillWhenSleepingAsync(() => pid);
+        var killer = db.TerminateWhenSleepingAsync(() => pid);
 
         await using var tx = await connection.BeginTransactionAsync();
         await connection.ExecuteAsync($"INSERT INTO {table} VALUES (1)", transaction: tx);
@@ -98,7 +87,7 @@ public sealed class FinalWriteAdversarialTests(DatabaseFixture db) : IClassFixtu
         var table = await CreateSlowCommitTableAsync("final_kinds_runner");
         var runs = 0;
         var pid = 0;
-        var killer = KillWhenSleepingAsync(() => Volatile.Read(ref pid));
+        var killer = db.TerminateWhenSleepingAsync(() => Volatile.Read(ref pid));
 
         var e = await Record.ExceptionAsync(() => Runner().RunAsync(async (tx, ct) =>
         {

@@ -186,15 +186,7 @@ public sealed class FinalWriteTests(DatabaseFixture db) : IClassFixture<Database
             """);
         var runs = 0;
         var pid = 0;
-        var killer = Task.Run(async () =>
-        {
-            while (Volatile.Read(ref pid) == 0 || await db.ScalarAsync<long>("SELECT count(*) FROM pg_stat_activity WHERE pid = @pid AND wait_event = 'PgSleep'", new { pid }) == 0)
-            {
-                await Task.Delay(20);
-            }
-
-            await db.ExecuteAsync("SELECT pg_terminate_backend(@pid, 10000)", new { pid });
-        });
+        var killer = db.TerminateWhenSleepingAsync(() => Volatile.Read(ref pid));
 
         await Runner().RunAsync(async (tx, ct) =>
         {
@@ -341,23 +333,10 @@ public sealed class FinalWriteTests(DatabaseFixture db) : IClassFixture<Database
     [Fact]
     public async Task ExecuteAndCommitAsync_with_the_backend_killed_during_commit_reports_an_unknown_outcome()
     {
-        var table = "final_plain_slow_" + Guid.NewGuid().ToString("N")[..8];
-        await db.ExecuteAsync($"""
-            CREATE TABLE {table} (id int);
-            CREATE FUNCTION {table}_slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(30); RETURN NULL; END $$;
-            CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON {table} DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {table}_slow();
-            """);
+        var table = await db.CreateSlowCommitTableAsync("final_plain_slow");
         await using var connection = await db.DataSource.OpenConnectionAsync();
         var pid = connection.ProcessID;
-        var killer = Task.Run(async () =>
-        {
-            while (await db.ScalarAsync<long>("SELECT count(*) FROM pg_stat_activity WHERE pid = @pid AND wait_event = 'PgSleep'", new { pid }) == 0)
-            {
-                await Task.Delay(20);
-            }
-
-            await db.ExecuteAsync("SELECT pg_terminate_backend(@pid, 10000)", new { pid });
-        });
+        var killer = db.TerminateWhenSleepingAsync(() => Volatile.Read(ref pid));
 
         await using var tx = await connection.BeginTransactionAsync();
         await Assert.ThrowsAsync<CommitOutcomeUnknownException>(() => tx.ExecuteAndCommitAsync($"INSERT INTO {table} VALUES (1)").WaitAsync(TimeSpan.FromSeconds(60)));

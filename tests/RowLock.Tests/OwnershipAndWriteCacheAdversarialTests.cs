@@ -41,8 +41,6 @@ public sealed class OwnershipAndWriteCacheAdversarialTests(DatabaseFixture db) :
         return [.. await connection.QueryAsync<int>(sql)];
     }
 
-    private Task TerminateAsync(int pid) => db.ExecuteAsync("SELECT pg_terminate_backend(@pid, 10000)", new { pid });
-
     // ---- Feature 1: VerifyTransactionOwnership ------------------------------------------------------------------------
 
     /// <summary>
@@ -213,7 +211,7 @@ public sealed class OwnershipAndWriteCacheAdversarialTests(DatabaseFixture db) :
             tx.DeferUntilCommit($"UPDATE {table} SET v = 1 WHERE id = @runs", new { runs });
             if (runs == 1)
             {
-                await TerminateAsync(tx.Connection!.ProcessID);
+                await db.TerminateBackendAsync(tx.Connection!.ProcessID);
             }
         });
 
@@ -230,15 +228,7 @@ public sealed class OwnershipAndWriteCacheAdversarialTests(DatabaseFixture db) :
         var table = await CreateTableAsync();
         var runs = 0;
         var pid = 0;
-        var killer = Task.Run(async () =>
-        {
-            while (Volatile.Read(ref pid) == 0 || await db.ScalarAsync<long>("SELECT count(*) FROM pg_stat_activity WHERE pid = @pid AND wait_event = 'PgSleep'", new { pid }) == 0)
-            {
-                await Task.Delay(20);
-            }
-
-            await TerminateAsync(pid);
-        });
+        var killer = db.TerminateWhenSleepingAsync(() => Volatile.Read(ref pid));
 
         await Runner(verify).RunAsync(async (tx, ct) =>
         {
@@ -261,23 +251,10 @@ public sealed class OwnershipAndWriteCacheAdversarialTests(DatabaseFixture db) :
     [InlineData(false)]
     public async Task A_backend_killed_while_COMMIT_is_in_flight_is_an_unknown_outcome_and_never_retried(bool verify)
     {
-        var table = "ownadv_slow_" + Guid.NewGuid().ToString("N")[..8];
-        await db.ExecuteAsync($"""
-            CREATE TABLE {table} (id int);
-            CREATE FUNCTION {table}_slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(30); RETURN NULL; END $$;
-            CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON {table} DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {table}_slow();
-            """);
+        var table = await db.CreateSlowCommitTableAsync("ownadv_slow");
         var runs = 0;
         var pid = 0;
-        var killer = Task.Run(async () =>
-        {
-            while (Volatile.Read(ref pid) == 0 || await db.ScalarAsync<long>("SELECT count(*) FROM pg_stat_activity WHERE pid = @pid AND wait_event = 'PgSleep'", new { pid }) == 0)
-            {
-                await Task.Delay(20);
-            }
-
-            await TerminateAsync(pid);
-        });
+        var killer = db.TerminateWhenSleepingAsync(() => Volatile.Read(ref pid));
 
         await Assert.ThrowsAsync<CommitOutcomeUnknownException>(() => Runner(verify).RunAsync((tx, ct) =>
         {
@@ -319,9 +296,9 @@ public sealed class OwnershipAndWriteCacheAdversarialTests(DatabaseFixture db) :
     }
 
     /// <summary>
-    /// Not the option's (ExecuteAndCommitAsync has no check either way), found on the way: with a list of parameter
-    /// objects that has no element, no write is recorded and the batch is COMMIT alone, which on an aborted transaction
-    /// rolls back without an error. CommitCheck.None assumes "the batch has a write of the caller's".
+    /// Not the option's, found on the way: with a list of parameter objects that has no element, no write is recorded and
+    /// the batch was COMMIT alone, which on an aborted transaction rolls back without an error (CommitCheck.None assumed
+    /// "the batch has a write of the caller's"). Such a batch now checks that the transaction is not aborted first.
     /// </summary>
     [Fact]
     public async Task ExecuteAndCommitAsync_with_no_parameter_objects_never_reports_an_aborted_transaction_committed()

@@ -27,8 +27,6 @@ public sealed class UnitOfWorkConnectionLossTests(DatabaseFixture db) : IClassFi
     }
 
     /// <summary>Terminates a backend from another session and waits until it has exited (it sends FATAL 57P01 first).</summary>
-    private Task TerminateAsync(int pid) => db.ExecuteAsync("SELECT pg_terminate_backend(@pid, 10000)", new { pid });
-
     [Fact]
     public async Task A_backend_killed_between_the_works_last_statement_and_COMMIT_is_rerun_and_applied_once()
     {
@@ -41,7 +39,7 @@ public sealed class UnitOfWorkConnectionLossTests(DatabaseFixture db) : IClassFi
             await tx.Connection!.ExecuteAsync($"INSERT INTO {table} VALUES (@attempt)", new { attempt }, tx);
             if (attempt == 1)
             {
-                await TerminateAsync(tx.Connection!.ProcessID); // the work is done; COMMIT has not been sent
+                await db.TerminateBackendAsync(tx.Connection!.ProcessID); // the work is done; COMMIT has not been sent
             }
         });
 
@@ -153,24 +151,10 @@ public sealed class UnitOfWorkConnectionLossTests(DatabaseFixture db) : IClassFi
     [Fact]
     public async Task A_backend_killed_while_COMMIT_is_in_flight_is_an_unknown_outcome_and_never_retried()
     {
-        var table = "slow_commit_" + Guid.NewGuid().ToString("N")[..8];
-        await db.ExecuteAsync($"""
-            CREATE TABLE {table} (id int);
-            CREATE FUNCTION {table}_slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(30); RETURN NULL; END $$;
-            CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON {table} DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {table}_slow();
-            """);
+        var table = await db.CreateSlowCommitTableAsync("slow_commit");
         var runs = 0;
         var pid = 0;
-        var killer = Task.Run(async () =>
-        {
-            // COMMIT runs the deferred trigger, which sleeps: kill the backend while COMMIT is on the server.
-            while (Volatile.Read(ref pid) == 0 || await db.ScalarAsync<long>("SELECT count(*) FROM pg_stat_activity WHERE pid = @pid AND wait_event = 'PgSleep'", new { pid }) == 0)
-            {
-                await Task.Delay(20);
-            }
-
-            await TerminateAsync(pid);
-        });
+        var killer = db.TerminateWhenSleepingAsync(() => Volatile.Read(ref pid));
 
         await Assert.ThrowsAsync<CommitOutcomeUnknownException>(() => Runner().RunAsync(async (tx, ct) =>
         {

@@ -49,6 +49,38 @@ public sealed class DatabaseFixture : IAsyncLifetime
             new { c = (long)classId, o = (long)objId, s = (short)objSubId });
     }
 
+    /// <summary>
+    /// A table whose COMMIT is slow: a deferred constraint trigger sleeps 30 s for each inserted row, so a test can act
+    /// (kill the backend) while COMMIT is on the server.
+    /// </summary>
+    public async Task<string> CreateSlowCommitTableAsync(string prefix)
+    {
+        var table = prefix + "_" + Guid.NewGuid().ToString("N")[..8];
+        await ExecuteAsync($"""
+            CREATE TABLE {table} (id int);
+            CREATE FUNCTION {table}_slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(30); RETURN NULL; END $$;
+            CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON {table} DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {table}_slow();
+            """);
+        return table;
+    }
+
+    /// <summary>Terminates the backend <paramref name="pid"/> and waits until it has exited (its locks released).</summary>
+    public Task TerminateBackendAsync(int pid) => ExecuteAsync("SELECT pg_terminate_backend(@pid, 10000)", new { pid });
+
+    /// <summary>
+    /// Terminates the backend <paramref name="pid"/> gives (0: not known yet) once it sleeps in pg_sleep (a slow COMMIT
+    /// or a slow statement of the test's making), on a task of its own.
+    /// </summary>
+    public Task TerminateWhenSleepingAsync(Func<int> pid) => Task.Run(async () =>
+    {
+        while (pid() == 0 || await ScalarAsync<long>("SELECT count(*) FROM pg_stat_activity WHERE pid = @pid AND wait_event = 'PgSleep'", new { pid = pid() }) == 0)
+        {
+            await Task.Delay(20);
+        }
+
+        await TerminateBackendAsync(pid());
+    });
+
     public async Task ExecuteAsync(string sql, object? param = null)
     {
         await using var connection = await DataSource.OpenConnectionAsync();
